@@ -1,0 +1,94 @@
+"""Training datasets and batch collation for conversations with images.
+
+Conversations are tokenised once, up front (the world's datasets are small and the
+tokeniser is the slowest step per sample); images are decoded lazily and cached, so a
+run over several epochs pays for each image once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from rich.progress import track
+
+from ocelli.data.formats import ConversationRecord
+from ocelli.errors import PromptError
+
+
+class ConversationDataset(torch.utils.data.Dataset):
+    """Map-style dataset: each item holds input_ids, labels and pixel_values (N_img, 3, H, W)."""
+
+    def __init__(self, records: Sequence[ConversationRecord], processor: Any,
+                 cache_images: bool = True, progress: bool = False) -> None:
+        self.records = list(records)
+        self.processor = processor
+        self.cache_images = cache_images
+        self._pixel_cache: dict[str, torch.Tensor] = {}
+        iterator = track(self.records, description="tokenising") if progress else self.records
+        self.encoded = []
+        for record in iterator:
+            try:
+                self.encoded.append(processor.encode_conversation(record.messages, len(record.images)))
+            except PromptError as exc:
+                raise PromptError(f"record {record.id}: {exc}") from None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        record = self.records[index]
+        encoded = self.encoded[index]
+        return {
+            "input_ids": torch.as_tensor(encoded["input_ids"], dtype=torch.long),
+            "labels": torch.as_tensor(encoded["labels"], dtype=torch.long),
+            "pixel_values": self._pixels(record),
+        }
+
+    def _pixels(self, record: ConversationRecord) -> torch.Tensor | None:
+        if not record.images:
+            return None
+        tensors = []
+        for path in record.images:
+            key = str(path)
+            pixels = self._pixel_cache.get(key)
+            if pixels is None:
+                from ocelli.data.images import load_image
+
+                pixels = self.processor.image_processor([load_image(path)])[0]
+                if self.cache_images:
+                    self._pixel_cache[key] = pixels
+            tensors.append(pixels)
+        return torch.stack(tensors)
+
+
+class PadCollator:
+    """Right-pads input_ids/labels to the longest sequence in the batch; stacks images."""
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int = 1) -> None:
+        self.pad_token_id = pad_token_id
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, items: Sequence[dict[str, torch.Tensor | None]]) -> dict[str, torch.Tensor]:
+        longest = max(len(item["input_ids"]) for item in items)
+        multiple = self.pad_to_multiple_of
+        longest = -(-longest // multiple) * multiple
+        input_ids = torch.full((len(items), longest), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(items), longest), -100, dtype=torch.long)
+        attention_mask = torch.zeros((len(items), longest), dtype=torch.long)
+        for row, item in enumerate(items):
+            length = len(item["input_ids"])
+            input_ids[row, :length] = item["input_ids"]
+            labels[row, :length] = item["labels"]
+            attention_mask[row, :length] = 1
+        batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+        pixels = [item["pixel_values"] for item in items if item.get("pixel_values") is not None]
+        if pixels:
+            batch["pixel_values"] = torch.cat(pixels)
+        return batch
+
+
+def count_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """Non-padding tokens in a batch, for tokens/s."""
+    return int(batch["attention_mask"].sum())

@@ -1,0 +1,90 @@
+"""`ocelli quickstart`: world -> stage 0 -> stage 1 -> stage 2 -> evaluation -> report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ocelli.train.recipe import STAGES, Recipe
+from ocelli.train.runners import run_recipe
+from ocelli.utils import atomic_write_json, provenance
+
+EVAL_SPLITS = {"test": "in-distribution test (CoGenT A)",
+               "cogent-b": "compositional hold-out (CoGenT B)"}
+
+
+def evaluate_run(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+    from ocelli.eval.world_vqa import evaluate_world_vqa
+    from ocelli.generate import load
+    from ocelli.utils.io import atomic_write_text
+
+    pipeline = load(run_dir / "instruct" / "final")
+    evaluations = {}
+    for split in EVAL_SPLITS:
+        data_dir = run_dir / "world" / split
+        if not (data_dir / "questions.jsonl").is_file():
+            continue
+        result = evaluate_world_vqa(pipeline, data_dir, limit=recipe.eval.limit,
+                                    batch_size=recipe.eval.batch_size,
+                                    max_new_tokens=recipe.eval.max_new_tokens,
+                                    progress=progress, description=f"evaluating {split}")
+        lines = "".join(__import__("json").dumps(r, ensure_ascii=False) + "\n" for r in result.records)
+        atomic_write_text(run_dir / "eval" / f"{split}.jsonl", lines)
+        evaluations[split] = {"metrics": result.metrics, "records": result.records,
+                              "data_dir": data_dir}
+    return evaluations
+
+
+def pick_samples(records: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """A spread of samples across question types and languages, wrong ones included."""
+    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        by_key.setdefault((record["type"], record["lang"]), []).append(record)
+    picked: list[dict[str, Any]] = []
+    while len(picked) < count and any(by_key.values()):
+        for key in sorted(by_key):
+            if by_key[key] and len(picked) < count:
+                picked.append(by_key[key].pop(0))
+    return picked
+
+
+def run_quickstart(recipe: Recipe, out_dir: str | Path, resume: bool = False,
+                   progress: bool = True) -> dict[str, Any]:
+    from ocelli.report import write_run_report
+    from ocelli.train.plots import plot_loss_curves
+
+    out_dir = Path(out_dir)
+    began = time.perf_counter()
+    trained = run_recipe(recipe, out_dir, resume=resume, progress=progress)
+    timings = dict(trained["timings"])
+    start_eval = time.perf_counter()
+    evaluations = evaluate_run(recipe, out_dir, progress=progress)
+    timings["evaluation"] = time.perf_counter() - start_eval
+    timings["total"] = time.perf_counter() - began
+    curves = {name: out_dir / name / "metrics.jsonl" for name in STAGES
+              if (out_dir / name / "metrics.jsonl").is_file()}
+    loss_png = out_dir / "loss_curves.png"
+    plot_loss_curves(curves, loss_png)
+    metrics = {
+        "recipe": asdict(recipe),
+        "evaluation": {split: ev["metrics"] for split, ev in evaluations.items()},
+        "training": trained["stages"],
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "provenance": provenance(),
+    }
+    if "test" in evaluations and "cogent-b" in evaluations:
+        metrics["cogent_gap"] = round(evaluations["test"]["metrics"]["accuracy"]
+                                      - evaluations["cogent-b"]["metrics"]["accuracy"], 4)
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    summary_rows = [{"split": EVAL_SPLITS[s], "accuracy": ev["metrics"]["accuracy"],
+                     "questions": ev["metrics"]["num_questions"]} for s, ev in evaluations.items()]
+    report_evals = {
+        EVAL_SPLITS[split]: {"metrics": ev["metrics"], "data_dir": ev["data_dir"],
+                             "samples": pick_samples(ev["records"], recipe.eval.num_report_samples)}
+        for split, ev in evaluations.items()
+    }
+    report = write_run_report(out_dir / "report.html", f"ocelli quickstart: {recipe.name}",
+                              report_evals, loss_png, timings, summary_rows)
+    return {"metrics": metrics, "report": report}

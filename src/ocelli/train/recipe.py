@@ -1,0 +1,96 @@
+"""Recipes: the whole training run (world, model, the four stages, evaluation) as one
+dataclass, loaded from a YAML file in `recipes/` or a user's path, overridable with
+`--set key.sub=value`, and saved beside every checkpoint it produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ocelli.config import apply_overrides, from_dict, load_yaml
+from ocelli.errors import ConfigError
+from ocelli.train.pretrain_vision import VisionPretrainConfig
+from ocelli.train.trainer_config import TrainConfig
+
+STAGES = ("vision", "text", "align", "instruct")
+
+
+@dataclass
+class WorldSection:
+    preset: str = "quickstart"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    train_images: int = 2000
+    val_images: int = 100
+    test_images: int = 300
+    cogent_images: int = 200
+    langs: list[str] = field(default_factory=lambda: ["en", "zh"])
+
+
+@dataclass
+class ModelSection:
+    vision: str = "convnext-tiny"
+    vision_overrides: dict[str, Any] = field(default_factory=dict)
+    language_model: str = "llama-tiny"
+    language_model_overrides: dict[str, Any] = field(default_factory=dict)
+    connector: str = "mlp"
+    connector_config: dict[str, Any] = field(default_factory=dict)
+    vision_feature_layer: int = -1
+    keep_cls: bool = False
+    tokenizer: str | None = None  # a local HF tokenizer dir; None trains one on the world
+    vocab_size: int = 1024
+    max_length: int = 512
+
+
+@dataclass
+class StageSection:
+    enabled: bool = True
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # learning rate per part for the parts this stage trains; parts absent are frozen
+    lr_by_part: dict[str, float] = field(default_factory=dict)
+    lora: dict[str, Any] | None = None
+    data: str = ""  # which world file feeds the stage (set by the stage's defaults)
+
+
+@dataclass
+class EvalSection:
+    max_new_tokens: int = 24
+    batch_size: int = 32
+    limit: int | None = None
+    num_report_samples: int = 24
+
+
+@dataclass
+class Recipe:
+    name: str = "custom"
+    seed: int = 0
+    world: WorldSection = field(default_factory=WorldSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    vision_objective: VisionPretrainConfig = field(default_factory=VisionPretrainConfig)
+    vision: StageSection = field(default_factory=StageSection)
+    text: StageSection = field(default_factory=StageSection)
+    align: StageSection = field(default_factory=StageSection)
+    instruct: StageSection = field(default_factory=StageSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+
+def available_recipes() -> list[str]:
+    folder = resources.files("ocelli.train") / "recipes"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
+    """A recipe by registered name (`quickstart`, `base`) or YAML path, with overrides."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        data = load_yaml(path)
+    elif name_or_path in available_recipes():
+        data = load_yaml(Path(str(resources.files("ocelli.train") / "recipes" / f"{name_or_path}.yaml")))
+    else:
+        raise ConfigError(
+            f"unknown recipe {name_or_path!r}; registered recipes: {', '.join(available_recipes())} "
+            "(or give a path to a .yaml file)"
+        )
+    data = apply_overrides(data, overrides or [])
+    return from_dict(Recipe, data, where=f"recipe {name_or_path}")
