@@ -19,8 +19,8 @@ def _add_world(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--num-images", type=int, required=True)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--split", default="train", help="train, val, test, cogent-a or cogent-b")
-    gen.add_argument("--mode", default="default", choices=["default", "sort-of-clevr"])
-    gen.add_argument("--lang", default="en,zh", help="comma-separated languages: en, zh")
+    gen.add_argument("--mode", default=None, choices=["default", "sort-of-clevr"])
+    gen.add_argument("--lang", default=None, help="comma-separated languages: en, zh (default en,zh)")
     gen.add_argument("--image-size", type=int, default=None)
     gen.add_argument("--config", default=None, help="YAML file with WorldConfig fields")
     gen.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -20,20 +20,31 @@ def world(args: argparse.Namespace) -> int:
     from ocelli.world.cli import generate_command, show_command
 
     if args.world_command == "generate":
-        return generate_command(out=args.out, num_images=args.num_images, seed=args.seed,
-                                split=args.split, mode=args.mode,
-                                langs=[x.strip() for x in args.lang.split(",") if x.strip()],
-                                image_size=args.image_size, config_path=args.config,
-                                overrides=args.set) or 0
-    return show_command(data_dir=args.data_dir, out=args.out, num_images=args.num_images) or 0
+        generate_command(
+            out=args.out,
+            num_images=args.num_images,
+            seed=args.seed,
+            split=args.split,
+            mode=args.mode,
+            langs=[x.strip() for x in args.lang.split(",") if x.strip()] if args.lang else None,
+            image_size=args.image_size,
+            config_path=args.config,
+            overrides=args.set,
+        )
+    else:
+        show_command(data_dir=args.data_dir, out=args.out, num_images=args.num_images)
+    return 0
 
 
 def _recipe_from_args(args: argparse.Namespace):
     from ocelli.train.recipe import load_recipe
 
     overrides = list(args.set)
-    for flag, key in (("vision", "model.vision"), ("language_model", "model.language_model"),
-                      ("connector", "model.connector")):
+    for flag, key in (
+        ("vision", "model.vision"),
+        ("language_model", "model.language_model"),
+        ("connector", "model.connector"),
+    ):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={value}")
@@ -44,8 +55,9 @@ def train(args: argparse.Namespace) -> int:
     from ocelli.train.runners import run_recipe
 
     recipe = _recipe_from_args(args)
-    result = run_recipe(recipe, args.out, stages=args.stage, resume=args.resume,
-                        max_steps=args.max_steps)
+    result = run_recipe(
+        recipe, args.out, stages=args.stage, resume=args.resume, max_steps=args.max_steps
+    )
     console.print(f"trained stages {', '.join(result['stages'])} into {args.out}")
     return 0
 
@@ -56,8 +68,10 @@ def quickstart(args: argparse.Namespace) -> int:
     recipe = _recipe_from_args(args)
     result = run_quickstart(recipe, args.out, resume=args.resume)
     for split, metrics in result["metrics"]["evaluation"].items():
-        console.print(f"{split}: exact-match accuracy {metrics['accuracy']:.3f} "
-                      f"({metrics['num_questions']} questions)")
+        console.print(
+            f"{split}: exact-match accuracy {metrics['accuracy']:.3f} "
+            f"({metrics['num_questions']} questions)"
+        )
     console.print(f"total time {result['metrics']['timings_s']['total']:.0f} s")
     console.print(f"report: {Path(result['report']).resolve()}")
     return 0
@@ -66,8 +80,16 @@ def quickstart(args: argparse.Namespace) -> int:
 def chat(args: argparse.Namespace) -> int:
     from ocelli.generate.chat_cli import chat_command
 
-    return chat_command(args.model, args.image, question=args.question,
-                        max_new_tokens=args.max_new_tokens, temperature=args.temperature) or 0
+    return (
+        chat_command(
+            args.model,
+            args.image,
+            question=args.question,
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+        )
+        or 0
+    )
 
 
 def export(args: argparse.Namespace) -> int:
@@ -83,13 +105,20 @@ def evaluate(args: argparse.Namespace) -> int:
     from ocelli.generate import load
     from ocelli.utils import atomic_write_json, provenance
 
-    result = evaluate_world_vqa(load(args.model), args.data, limit=args.limit,
-                                batch_size=args.batch_size)
+    result = evaluate_world_vqa(
+        load(args.model), args.data, limit=args.limit, batch_size=args.batch_size
+    )
     console.print(json.dumps(result.metrics, indent=2, ensure_ascii=False))
     if args.out:
-        atomic_write_json(Path(args.out) / "results.json",
-                          {"metrics": result.metrics, "model": args.model, "data": args.data,
-                           "provenance": provenance()})
+        atomic_write_json(
+            Path(args.out) / "results.json",
+            {
+                "metrics": result.metrics,
+                "model": args.model,
+                "data": args.data,
+                "provenance": provenance(),
+            },
+        )
     return 0
 
 
@@ -101,12 +130,22 @@ def listing(args: argparse.Namespace) -> int:
     else:
         from ocelli.model import registry
 
-        names = {"connectors": registry.CONNECTORS, "encoders": registry.ENCODERS,
-                 "language-models": registry.LANGUAGE_MODELS}[args.what].names()
+        names = {
+            "connectors": registry.CONNECTORS,
+            "encoders": registry.ENCODERS,
+            "language-models": registry.LANGUAGE_MODELS,
+        }[args.what].names()
     for name in names:
         console.print(name)
     return 0
 
 
-HANDLERS = {"world": world, "train": train, "quickstart": quickstart, "chat": chat,
-            "export": export, "eval": evaluate, "list": listing}
+HANDLERS = {
+    "world": world,
+    "train": train,
+    "quickstart": quickstart,
+    "chat": chat,
+    "export": export,
+    "eval": evaluate,
+    "list": listing,
+}

@@ -34,7 +34,7 @@ def prepare_world(recipe: Recipe, paths: RunPaths, progress: bool = True) -> dic
         config = world_preset(recipe.world.preset, langs=recipe.world.langs,
                               cogent=condition, **recipe.world.overrides)
         generate_dataset(target, sizes[split], seed=recipe.seed,
-                         split="test" if split == "cogent-b" else split,
+                         split=split,
                          config=config, progress=progress)
     return out
 
