@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,7 +21,12 @@ def evaluate_run(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[s
     from ocelli.generate import load
     from ocelli.utils.io import atomic_write_text
 
-    pipeline = load(run_dir / "instruct" / "final")
+    import torch
+
+    device = recipe.eval.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    pipeline = load(run_dir / "instruct" / "final", device=device)
     evaluations = {}
     for split in EVAL_SPLITS:
         data_dir = run_dir / "world" / split
@@ -30,7 +36,7 @@ def evaluate_run(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[s
                                     batch_size=recipe.eval.batch_size,
                                     max_new_tokens=recipe.eval.max_new_tokens,
                                     progress=progress, description=f"evaluating {split}")
-        lines = "".join(__import__("json").dumps(r, ensure_ascii=False) + "\n" for r in result.records)
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.records)
         atomic_write_text(run_dir / "eval" / f"{split}.jsonl", lines)
         evaluations[split] = {"metrics": result.metrics, "records": result.records,
                               "data_dir": data_dir}

@@ -59,6 +59,7 @@ class EvalSection:
     batch_size: int = 32
     limit: int | None = None
     num_report_samples: int = 24
+    device: str = "auto"  # "auto" uses CUDA when present, else the CPU
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -56,30 +57,43 @@ def build_tokenizer(recipe: Recipe, paths: RunPaths) -> Any:
 def _train_config(section: StageSection, max_steps: int | None, seed: int) -> Any:
     config = section.train
     if max_steps is not None:
-        config = replace(config, max_steps=min(config.max_steps, max_steps))
+        config = replace(config, max_steps=min(config.max_steps or max_steps, max_steps), epochs=None)
     return replace(config, seed=seed)
+
+
+def _vision_encoder(recipe: Recipe) -> Any:
+    """The encoder stage 0 starts from: a preset (random weights) or a local checkpoint."""
+    from ocelli.model import build_vision_encoder, load_vision_encoder, vision_preset
+
+    spec, layer = recipe.model.vision, recipe.model.vision_feature_layer
+    if Path(spec).is_dir():
+        return load_vision_encoder(spec, feature_layer=layer, keep_cls=False)
+    config = vision_preset(spec, **recipe.model.vision_overrides)
+    return build_vision_encoder(config, feature_layer=layer, keep_cls=False)
 
 
 def run_vision_stage(recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: bool,
                      max_steps: int | None) -> dict[str, Any]:
-    from ocelli.model import build_vision_encoder
     from ocelli.train import train
     from ocelli.train.pretrain_vision import SceneCaptionDataset, SceneTargets, VisionPretrainModel
+    from ocelli.utils import atomic_dir
     from ocelli.world import COLORS, SHAPES, SIZES
 
     stage_dir = paths.stage("vision")
-    encoder = build_vision_encoder(recipe.model.vision, **recipe.model.vision_overrides,
-                                   feature_layer=recipe.model.vision_feature_layer,
-                                   keep_cls=False)
-    targets = SceneTargets(SHAPES, COLORS, SIZES)
+    encoder = _vision_encoder(recipe)
+    grid = math.isqrt(encoder.num_tokens)
+    if grid * grid != encoder.num_tokens:
+        raise ConfigError(f"stage 0 needs a square grid of image tokens, got {encoder.num_tokens}")
+    targets = SceneTargets(list(SHAPES), list(COLORS), list(SIZES))
     dataset = SceneCaptionDataset(paths.world("train"), encoder.image_processor(), tokenizer,
-                                  targets, grid=encoder.grid_size,
+                                  targets, grid=grid,
                                   caption_field=recipe.vision_objective.caption_field)
     model = VisionPretrainModel(encoder, len(tokenizer), targets.num_classes, recipe.vision_objective)
     result = train(model, dataset, dataset.collate,
                    _train_config(recipe.vision, max_steps, recipe.seed), stage_dir,
                    resume=resume, description="stage 0: vision encoder")
-    encoder.save_pretrained(paths.vision_encoder)
+    with atomic_dir(paths.vision_encoder) as tmp:
+        encoder.model.save_pretrained(tmp)
     write_stage_config(recipe, stage_dir)
     return result.summary()
 
@@ -91,7 +105,7 @@ def run_text_stage(recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: bool
     from ocelli.train.pretrain_text import PackedTextDataset, collate_blocks
 
     stage_dir = paths.stage("text")
-    model = build_language_model(recipe.model.language_model, vocab_size=len(tokenizer),
+    model = build_language_model(recipe.model.language_model, len(tokenizer),
                                  **recipe.model.language_model_overrides)
     dataset = PackedTextDataset(paths.world("train") / "corpus.txt", tokenizer, block_size=128)
     result = train(model, dataset, collate_blocks, _train_config(recipe.text, max_steps, recipe.seed),
@@ -121,25 +135,33 @@ def _multimodal_stage(recipe: Recipe, paths: RunPaths, stage: str, model: Any, p
     return result.summary()
 
 
-def run_align_stage(recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: bool,
-                    max_steps: int | None) -> dict[str, Any]:
+def _fresh_model(recipe: Recipe, paths: RunPaths, tokenizer: Any) -> tuple[Any, Any]:
+    """Encoder + new connector + LM, the parts taken from stage 0 when it ran."""
     from ocelli.data import OcelliProcessor
     from ocelli.model import OcelliForConditionalGeneration
 
-    vision = recipe.model.vision
+    vision, vision_overrides = recipe.model.vision, recipe.model.vision_overrides
     if recipe.vision.enabled:
         vision = str(require(paths.vision_encoder, "align", "the stage 0 vision encoder"))
-    language_model = recipe.model.language_model
+        vision_overrides = None
+    language_model, lm_overrides = recipe.model.language_model, recipe.model.language_model_overrides
     if recipe.text.enabled:
         language_model = str(require(paths.model("text"), "align", "the stage 0 language model"))
+        lm_overrides = None
     model = OcelliForConditionalGeneration.from_components(
         vision=vision, language_model=language_model, connector=recipe.model.connector,
         connector_config=recipe.model.connector_config,
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"), vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
+        pad_token_id=tokenizer.pad_token_id, vision_overrides=vision_overrides,
+        language_model_overrides=lm_overrides,
         vision_feature_layer=recipe.model.vision_feature_layer, keep_cls=recipe.model.keep_cls,
     )
-    processor = OcelliProcessor.for_model(model, tokenizer, max_length=recipe.model.max_length)
+    return model, OcelliProcessor.for_model(model, tokenizer, max_length=recipe.model.max_length)
+
+
+def run_align_stage(recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: bool,
+                    max_steps: int | None) -> dict[str, Any]:
+    model, processor = _fresh_model(recipe, paths, tokenizer)
     return _multimodal_stage(recipe, paths, "align", model, processor, "pretrain.json",
                              resume, max_steps)
 
@@ -149,9 +171,12 @@ def run_instruct_stage(recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: 
     from ocelli.data import OcelliProcessor
     from ocelli.model import OcelliForConditionalGeneration, apply_lora
 
-    start = require(paths.model("align"), "instruct", "the stage 1 (align) model")
-    model = OcelliForConditionalGeneration.from_pretrained(start)
-    processor = OcelliProcessor.from_pretrained(start)
+    if recipe.align.enabled:
+        start = require(paths.model("align"), "instruct", "the stage 1 (align) model")
+        model = OcelliForConditionalGeneration.from_pretrained(start)
+        processor = OcelliProcessor.from_pretrained(start)
+    else:
+        model, processor = _fresh_model(recipe, paths, tokenizer)
     if recipe.instruct.lora:
         model = apply_lora(model, **recipe.instruct.lora)
     return _multimodal_stage(recipe, paths, "instruct", model, processor, "conversations.json",
@@ -169,6 +194,9 @@ def run_recipe(recipe: Recipe, out_dir: str | Path, stages: list[str] | None = N
     unknown = set(stages or []) - set(STAGES)
     if unknown:
         raise ConfigError(f"unknown stage(s) {', '.join(sorted(unknown))}; stages: {', '.join(STAGES)}")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # ocelli's own bars say what is happening
     paths = RunPaths(out_dir)
     seed_everything(recipe.seed)
     timings: dict[str, float] = {}
