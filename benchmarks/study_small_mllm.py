@@ -24,24 +24,26 @@ from pathlib import Path
 VIT = ["model.vision=siglip-tiny", "model.vision_feature_layer=-1"]
 NO_VISION_STAGE = ["vision.enabled=false",
                    "instruct.lr_by_part={connector: 1.0e-3, language_model: 1.0e-3, vision: 1.0e-3}"]
-VARIANTS: dict[str, list[str]] = {
-    "convnext+dense+contrastive": [],
-    "convnext+contrastive": ["vision_objective.dense_weight=0"],
-    "convnext+dense": ["vision_objective.contrastive_weight=0"],
-    "convnext, no stage 0 (encoder trained in stage 2)": NO_VISION_STAGE,
-    "vit+dense+contrastive": VIT,
-    "vit+contrastive": VIT + ["vision_objective.dense_weight=0"],
-    "vit, no stage 0 (encoder trained in stage 2)": VIT + NO_VISION_STAGE,
-    "convnext+dense+contrastive, no stage 1": ["align.enabled=false"],
-    "convnext+dense+contrastive, encoder tuned in stage 2": [
-        "instruct.lr_by_part={connector: 1.0e-3, language_model: 1.0e-3, vision: 2.0e-4}"],
-    "convnext+dense+contrastive, no LM pretraining": ["text.enabled=false"],
+# slug -> (what it tests, overrides of the quickstart recipe)
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "convnext-dense-contrastive": ("ConvNeXt, stage 0 dense + contrastive (quickstart)", []),
+    "convnext-contrastive": ("ConvNeXt, stage 0 contrastive only", ["vision_objective.dense_weight=0"]),
+    "convnext-dense": ("ConvNeXt, stage 0 dense only", ["vision_objective.contrastive_weight=0"]),
+    "convnext-no-stage0": ("ConvNeXt, no stage 0, encoder trained in stage 2", NO_VISION_STAGE),
+    "vit-dense-contrastive": ("ViT (SigLIP), stage 0 dense + contrastive", VIT),
+    "vit-contrastive": ("ViT (SigLIP), stage 0 contrastive only", VIT + ["vision_objective.dense_weight=0"]),
+    "vit-no-stage0": ("ViT (SigLIP), no stage 0, encoder trained in stage 2", VIT + NO_VISION_STAGE),
+    "no-stage1": ("quickstart without stage 1 (alignment)", ["align.enabled=false"]),
+    "encoder-tuned": ("quickstart, encoder also tuned in stage 2 (lr 2e-4)", [
+        "instruct.lr_by_part={connector: 1.0e-3, language_model: 1.0e-3, vision: 2.0e-4}"]),
+    "no-lm-pretraining": ("quickstart without LM pretraining", ["text.enabled=false"]),
 }
 
 
-def run_variant(name: str, overrides: list[str], out: Path, shared: Path, recipe: str,
+def run_variant(name: str, out: Path, shared: Path, recipe: str,
                 threads: int, device: str, extra: list[str]) -> dict:
-    run_dir = out / name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+    description, overrides = VARIANTS[name]
+    run_dir = out / name
     run_dir.mkdir(parents=True, exist_ok=True)
     for piece in ("world", "tokenizer"):  # one world and tokenizer for every variant
         if not (run_dir / piece).exists():
@@ -56,7 +58,7 @@ def run_variant(name: str, overrides: list[str], out: Path, shared: Path, recipe
     began = time.perf_counter()
     with open(run_dir / "log.txt", "w") as log:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    row = {"variant": name, "overrides": overrides, "exit_code": code,
+    row = {"variant": name, "description": description, "overrides": overrides, "exit_code": code,
            "wall_s": round(time.perf_counter() - began, 1)}
     metrics_path = run_dir / "metrics.json"
     if code == 0 and metrics_path.is_file():
@@ -91,7 +93,7 @@ def main() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        rows = list(pool.map(lambda n: run_variant(n, VARIANTS[n], out, shared, args.recipe,
+        rows = list(pool.map(lambda n: run_variant(n, out, shared, args.recipe,
                                                    args.threads, args.device, args.set), names))
     from ocelli.utils import atomic_write_json, provenance
 
@@ -108,7 +110,7 @@ def markdown(rows: list[dict]) -> str:
         test = r.get("test", {})
         train_s = sum(v for k, v in r.get("timings_s", {}).items()
                       if k in ("vision", "text", "align", "instruct"))
-        lines.append(f"| {r['variant']} | {test.get('accuracy', 'failed')} | "
+        lines.append(f"| {r['description']} | {test.get('accuracy', 'failed')} | "
                      f"{r.get('cogent_b', {}).get('accuracy', '')} | "
                      + " | ".join(str(test.get("by_type", {}).get(t, "")) for t in types)
                      + f" | {train_s:.0f} |")
