@@ -1,0 +1,94 @@
+"""Tiny components shared by the model tests (hidden sizes 32-64, 32px images)."""
+
+from __future__ import annotations
+
+import torch
+
+from ocelli.model import OcelliForConditionalGeneration
+
+IMAGE_TOKEN_ID = 5
+PAD_TOKEN_ID = 0
+EOS_TOKEN_ID = 2
+VOCAB_SIZE = 96
+
+VISION = {
+    "clip-tiny": {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "image_size": 32,
+        "patch_size": 8,
+    },
+    "siglip-tiny": {
+        "hidden_size": 48,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "image_size": 32,
+        "patch_size": 8,
+    },
+    "convnext-tiny": {"hidden_sizes": [16, 32], "depths": [1, 1], "image_size": 32},
+}
+# A larger initializer_range than the default 0.02 so greedy decoding of a random model
+# varies from token to token and batched-vs-single comparisons are not trivially equal.
+LANGUAGE_MODELS = {
+    "llama-tiny": {
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 96,
+        "vocab_size": VOCAB_SIZE,
+        "initializer_range": 0.2,
+    },
+    "qwen2-tiny": {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 64,
+        "vocab_size": VOCAB_SIZE,
+        "initializer_range": 0.2,
+    },
+}
+
+
+def make_model(
+    vision: str = "clip-tiny",
+    language_model: str = "llama-tiny",
+    connector: str = "mlp",
+    seed: int = 0,
+    **options,
+) -> OcelliForConditionalGeneration:
+    torch.manual_seed(seed)
+    model = OcelliForConditionalGeneration.from_components(
+        vision,
+        language_model,
+        connector,
+        image_token_id=IMAGE_TOKEN_ID,
+        pad_token_id=PAD_TOKEN_ID,
+        vision_overrides=VISION[vision],
+        language_model_overrides=LANGUAGE_MODELS[language_model],
+        **options,
+    )
+    return model.eval()
+
+
+def prompt(model, text_ids: list[int], num_images: int = 1, suffix: list[int] = (7,)) -> list[int]:
+    """Text ids, then each image's placeholder expanded to num_image_tokens ids, then suffix."""
+    image = [IMAGE_TOKEN_ID] * model.config.num_image_tokens
+    return list(text_ids) + image * num_images + list(suffix)
+
+
+def left_pad(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), PAD_TOKEN_ID, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        ids[index, width - len(row) :] = torch.tensor(row)
+        mask[index, width - len(row) :] = 1
+    return ids, mask
+
+
+def images(count: int, size: int = 32, seed: int = 1) -> torch.Tensor:
+    return torch.randn(count, 3, size, size, generator=torch.Generator().manual_seed(seed))
