@@ -21,10 +21,13 @@ class ConversationDataset(torch.utils.data.Dataset):
     """Map-style dataset: each item holds input_ids, labels and pixel_values (N_img, 3, H, W)."""
 
     def __init__(self, records: Sequence[ConversationRecord], processor: Any,
-                 cache_images: bool = True, progress: bool = False) -> None:
+                 cache_images: bool = True, progress: bool = False,
+                 vision_features: dict[str, torch.Tensor] | None = None) -> None:
         self.records = list(records)
         self.processor = processor
         self.cache_images = cache_images
+        # precomputed vision-tower outputs by image path, used while the tower is frozen
+        self.vision_features = vision_features
         self._pixel_cache: dict[str, torch.Tensor] = {}
         iterator = track(self.records, description="tokenising") if progress else self.records
         self.encoded = []
@@ -40,11 +43,20 @@ class ConversationDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         record = self.records[index]
         encoded = self.encoded[index]
-        return {
+        item = {
             "input_ids": torch.as_tensor(encoded["input_ids"], dtype=torch.long),
             "labels": torch.as_tensor(encoded["labels"], dtype=torch.long),
-            "pixel_values": self._pixels(record),
         }
+        if self.vision_features is not None and record.images:
+            item["vision_features"] = torch.stack(
+                [self.vision_features[str(path)] for path in record.images])
+        else:
+            item["pixel_values"] = self._pixels(record)
+        return item
+
+    def image_paths(self) -> list[str]:
+        """Every distinct image the records refer to, in first-seen order."""
+        return list(dict.fromkeys(str(p) for record in self.records for p in record.images))
 
     def _pixels(self, record: ConversationRecord) -> torch.Tensor | None:
         if not record.images:
@@ -83,9 +95,10 @@ class PadCollator:
             labels[row, :length] = item["labels"]
             attention_mask[row, :length] = 1
         batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
-        pixels = [item["pixel_values"] for item in items if item.get("pixel_values") is not None]
-        if pixels:
-            batch["pixel_values"] = torch.cat(pixels)
+        for key in ("pixel_values", "vision_features"):
+            images = [item[key] for item in items if item.get(key) is not None]
+            if images:
+                batch[key] = torch.cat(images)
         return batch
 
 

@@ -172,10 +172,13 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
         self.language_model.set_output_embeddings(value)
 
     # -- forward -----------------------------------------------------------------------
+    def get_vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(num_images, 3, H, W) -> the vision tower's selected features, before the connector."""
+        return pixel_values if self.vision_tower is None else self.vision_tower(pixel_values)
+
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(num_images, 3, H, W) -> (num_images, num_image_tokens, text hidden size)."""
-        features = pixel_values if self.vision_tower is None else self.vision_tower(pixel_values)
-        return self.connector(features)
+        return self.connector(self.get_vision_features(pixel_values))
 
     def merge_image_features(
         self,
@@ -215,16 +218,23 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        vision_features: torch.FloatTensor | None = None,
         **kwargs: Any,
     ) -> OcelliCausalLMOutput:
-        """`labels` use -100 for positions without loss; the LM shifts them itself."""
+        """`labels` use -100 for positions without loss; the LM shifts them itself.
+
+        `vision_features` (the vision tower's output for each image) may replace
+        `pixel_values` while the tower is frozen: training stages compute them once per
+        image instead of once per step."""
         if (input_ids is None) == (inputs_embeds is None):
             raise PromptError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         image_features = None
-        if pixel_values is not None:
-            image_features = self.get_image_features(pixel_values)
+        if pixel_values is not None or vision_features is not None:
+            if vision_features is None:
+                vision_features = self.get_vision_features(pixel_values)
+            image_features = self.connector(vision_features)
             inputs_embeds = self.merge_image_features(input_ids, inputs_embeds, image_features)
         elif input_ids is not None and _is_prefill(past_key_values):
             self._check_no_placeholders(input_ids)

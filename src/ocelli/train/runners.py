@@ -126,6 +126,10 @@ def _multimodal_stage(recipe: Recipe, paths: RunPaths, stage: str, model: Any, p
     records = load_conversations(paths.world("train") / data_file)
     dataset = ConversationDataset(records, processor)
     groups = param_groups(model, section, stage)
+    if "vision" not in groups and getattr(model, "vision_tower", None) is not None:
+        from ocelli.train.features import precompute_vision_features
+
+        dataset.vision_features = precompute_vision_features(model, processor, dataset.image_paths())
     result = train(model, dataset, PadCollator(processor.tokenizer.pad_token_id),
                    _train_config(section, max_steps, recipe.seed), stage_dir,
                    param_groups=groups, resume=resume, count_tokens=count_tokens,

@@ -1,0 +1,74 @@
+import math
+
+import pytest
+
+from ocelli.config import from_dict
+from ocelli.errors import ConfigError
+from ocelli.train import TrainConfig
+from ocelli.train.trainer_config import lr_multiplier, plan_steps
+
+
+def test_unknown_key_is_a_config_error_naming_it():
+    with pytest.raises(ConfigError, match="learning_rate"):
+        from_dict(TrainConfig, {"lr": 1e-3, "learning_rate": 1e-3}, where="align.train")
+
+
+@pytest.mark.parametrize(
+    "fields, fragment",
+    [
+        ({"schedule": "exponential"}, "schedule"),
+        ({"max_steps": 10, "epochs": 2}, "max_steps or epochs"),
+        ({"warmup_steps": 5, "warmup_ratio": 0.1}, "warmup_steps or warmup_ratio"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"mixed_precision": "fp16"}, "mixed_precision"),
+        ({"betas": [0.9]}, "betas"),
+        ({"lr": -1.0}, "lr"),
+        ({"min_lr_ratio": 2.0}, "min_lr_ratio"),
+    ],
+)
+def test_invalid_values_are_config_errors(fields, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        from_dict(TrainConfig, fields)
+
+
+def test_yaml_values_are_coerced():
+    config = from_dict(TrainConfig, {"betas": [0.9, 0.95], "lr": "3e-4", "max_grad_norm": None})
+    assert config.betas == (0.9, 0.95)
+    assert config.lr == 3e-4
+    assert config.max_grad_norm is None
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    total, warmup, floor = 100, 10, 0.1
+    factors = [lr_multiplier(s, total, warmup, "cosine", floor) for s in range(total + 1)]
+    assert factors[:warmup] == pytest.approx([(s + 1) / warmup for s in range(warmup)])
+    assert factors[warmup - 1] == 1.0
+    decay = factors[warmup:]
+    assert all(a >= b for a, b in zip(decay, decay[1:], strict=False))
+    assert decay[0] == 1.0
+    assert factors[warmup + 45] == pytest.approx((1 + floor) / 2)  # halfway down the cosine
+    assert factors[total] == pytest.approx(floor)
+    assert min(factors) >= floor
+
+
+def test_linear_and_constant_schedules():
+    assert lr_multiplier(55, 100, 10, "linear", 0.0) == pytest.approx(0.5)
+    assert lr_multiplier(100, 100, 10, "linear", 0.2) == pytest.approx(0.2)
+    assert {lr_multiplier(s, 100, 10, "constant", 0.1) for s in range(10, 100)} == {1.0}
+    assert lr_multiplier(0, 100, 0, "cosine", 0.0) == 1.0  # no warm-up: full rate at once
+
+
+def test_plan_steps_from_epochs_and_warmup_ratio():
+    config = TrainConfig(epochs=3, batch_size=4, grad_accum_steps=2, warmup_ratio=0.1)
+    plan = plan_steps(config, num_samples=70, num_processes=2)
+    assert plan.global_batch_size == 16
+    assert plan.steps_per_epoch == 4  # 70 // 16: the incomplete batch is dropped
+    assert plan.total_steps == 12
+    assert plan.warmup_steps == 1
+    assert plan_steps(TrainConfig(batch_size=4), 10, 1).total_steps == 2  # one epoch by default
+    assert math.isclose(plan_steps(TrainConfig(max_steps=7), 100, 1).total_steps, 7)
+
+
+def test_dataset_smaller_than_a_global_batch_is_a_config_error():
+    with pytest.raises(ConfigError, match="fewer than one global batch of 16"):
+        plan_steps(TrainConfig(batch_size=8, grad_accum_steps=2), num_samples=10, num_processes=1)
