@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-VIT = ["model.vision=siglip-tiny", "model.vision_feature_layer=-1"]
+VIT = ["model.vision=siglip-tiny", "model.vision_overrides={}", "model.vision_feature_layer=-1"]
 NO_VISION_STAGE = ["vision.enabled=false",
                    "instruct.lr_by_part={connector: 1.0e-3, language_model: 1.0e-3, vision: 1.0e-3}"]
 # slug -> (what it tests, overrides of the quickstart recipe)
@@ -37,6 +37,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "encoder-tuned": ("quickstart, encoder also tuned in stage 2 (lr 2e-4)", [
         "instruct.lr_by_part={connector: 1.0e-3, language_model: 1.0e-3, vision: 2.0e-4}"]),
     "no-lm-pretraining": ("quickstart without LM pretraining", ["text.enabled=false"]),
+    "convnext-patch8": ("ConvNeXt with an 8px patchify stem, one stage (64 tokens)", [
+        "model.vision_overrides={patch_size: 8, hidden_sizes: [96], depths: [3]}"]),
+    "convnext-16-tokens": ("ConvNeXt, three stages, 16 tokens (4x4)", [
+        "model.vision_overrides={patch_size: 4, hidden_sizes: [48, 96, 192], depths: [1, 2, 2]}"]),
 }
 
 
