@@ -70,7 +70,7 @@ class WorldConfig:
     questions_per_image: int = 8
     langs: list[str] = field(default_factory=lambda: ["en"])
     use_heldout_templates: bool | None = None  # None: only outside the train split
-    caption_turn: bool = True  # start each conversation with a detailed-caption turn
+    caption_turn: bool = True  # end each conversation with a detailed-caption turn
     supersample: int = 4  # draw at this multiple of image_size, then downsample
 
     def __post_init__(self) -> None:

@@ -106,7 +106,10 @@ def build_image(
         )
         turns = [(q["question"], q["answer"]) for q in questions]
         if config.caption_turn:
-            turns.insert(0, (text.caption_prompt(lang, rng, detailed=True), detailed))
+            # Last, not first: a description before the questions would let the model copy
+            # answers from it instead of reading the image, and evaluation asks each
+            # question as the first turn.
+            turns.append((text.caption_prompt(lang, rng, detailed=True), detailed))
         item.conversations.append(_llava_record(f"{image_id}_{lang}", scene.image, lang, turns))
         prompt = text.caption_prompt(lang, rng, detailed=False)
         item.pretrain.append(
