@@ -37,6 +37,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "encoder-tuned": ("quickstart, encoder also tuned in stage 2 (lr 2e-4)", [
         "instruct.lr_by_part={connector: 1.0e-3, language_model: 1.0e-3, vision: 2.0e-4}"]),
     "no-lm-pretraining": ("quickstart without LM pretraining", ["text.enabled=false"]),
+    "text-corpus": ("LM stage 0 on the plain corpus instead of text conversations",
+                    ["text.data=corpus.txt"]),
+    "align-short-captions": ("stage 1 on short captions instead of full descriptions",
+                             ["align.data=pretrain.json"]),
+    "long-instruct": ("quickstart with 3x the stage 2 steps", ["instruct.train.max_steps=2400"]),
     "convnext-patch8": ("ConvNeXt with an 8px patchify stem, one stage (64 tokens)", [
         "model.vision_overrides={patch_size: 8, hidden_sizes: [96], depths: [3]}"]),
     "convnext-16-tokens": ("ConvNeXt, three stages, 16 tokens (4x4)", [

@@ -50,7 +50,9 @@ class StageSection:
     # learning rate per part for the parts this stage trains; parts absent are frozen
     lr_by_part: dict[str, float] = field(default_factory=dict)
     lora: dict[str, Any] | None = None
-    data: str = ""  # which world file feeds the stage (set by the stage's defaults)
+    # the world file that feeds the stage; empty: text_conversations.json (text),
+    # describe.json (align), conversations.json (instruct); corpus.txt for plain LM pretraining
+    data: str = ""
 
 
 @dataclass

@@ -24,19 +24,27 @@ def prepare_world(recipe: Recipe, paths: RunPaths, progress: bool = True) -> dic
     """
     from ocelli.world import generate_dataset, world_preset
 
-    sizes = {"train": recipe.world.train_images, "val": recipe.world.val_images,
-             "test": recipe.world.test_images, "cogent-b": recipe.world.cogent_images}
+    sizes = {
+        "train": recipe.world.train_images,
+        "val": recipe.world.val_images,
+        "test": recipe.world.test_images,
+        "cogent-b": recipe.world.cogent_images,
+    }
     out = {}
     for split, condition in WORLD_SPLITS.items():
         target = paths.world(split)
         out[split] = target
         if (target / "meta.json").is_file() or sizes[split] <= 0:
             continue
-        config = world_preset(recipe.world.preset, langs=recipe.world.langs,
-                              cogent=condition, **recipe.world.overrides)
-        generate_dataset(target, sizes[split], seed=recipe.seed,
-                         split=split,
-                         config=config, progress=progress)
+        config = world_preset(
+            recipe.world.preset,
+            langs=recipe.world.langs,
+            cogent=condition,
+            **recipe.world.overrides,
+        )
+        generate_dataset(
+            target, sizes[split], seed=recipe.seed, split=split, config=config, progress=progress
+        )
     return out
 
 
@@ -57,7 +65,9 @@ def build_tokenizer(recipe: Recipe, paths: RunPaths) -> Any:
 def _train_config(section: StageSection, max_steps: int | None, seed: int) -> Any:
     config = section.train
     if max_steps is not None:
-        config = replace(config, max_steps=min(config.max_steps or max_steps, max_steps), epochs=None)
+        config = replace(
+            config, max_steps=min(config.max_steps or max_steps, max_steps), epochs=None
+        )
     return replace(config, seed=seed)
 
 
@@ -72,8 +82,9 @@ def _vision_encoder(recipe: Recipe) -> Any:
     return build_vision_encoder(config, feature_layer=layer, keep_cls=False)
 
 
-def run_vision_stage(recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: bool,
-                     max_steps: int | None) -> dict[str, Any]:
+def run_vision_stage(
+    recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: bool, max_steps: int | None
+) -> dict[str, Any]:
     from ocelli.train import train
     from ocelli.train.pretrain_vision import SceneCaptionDataset, SceneTargets, VisionPretrainModel
     from ocelli.utils import atomic_dir
@@ -85,39 +96,89 @@ def run_vision_stage(recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: bo
     if grid * grid != encoder.num_tokens:
         raise ConfigError(f"stage 0 needs a square grid of image tokens, got {encoder.num_tokens}")
     targets = SceneTargets(list(SHAPES), list(COLORS), list(SIZES))
-    dataset = SceneCaptionDataset(paths.world("train"), encoder.image_processor(), tokenizer,
-                                  targets, grid=grid,
-                                  caption_field=recipe.vision_objective.caption_field)
-    model = VisionPretrainModel(encoder, len(tokenizer), targets.num_classes, recipe.vision_objective)
-    result = train(model, dataset, dataset.collate,
-                   _train_config(recipe.vision, max_steps, recipe.seed), stage_dir,
-                   resume=resume, description="stage 0: vision encoder")
+    dataset = SceneCaptionDataset(
+        paths.world("train"),
+        encoder.image_processor(),
+        tokenizer,
+        targets,
+        grid=grid,
+        caption_field=recipe.vision_objective.caption_field,
+    )
+    model = VisionPretrainModel(
+        encoder, len(tokenizer), targets.num_classes, recipe.vision_objective
+    )
+    result = train(
+        model,
+        dataset,
+        dataset.collate,
+        _train_config(recipe.vision, max_steps, recipe.seed),
+        stage_dir,
+        resume=resume,
+        description="stage 0: vision encoder",
+    )
     with atomic_dir(paths.vision_encoder) as tmp:
         encoder.model.save_pretrained(tmp)
     write_stage_config(recipe, stage_dir)
     return result.summary()
 
 
-def run_text_stage(recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: bool,
-                   max_steps: int | None) -> dict[str, Any]:
+def run_text_stage(
+    recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: bool, max_steps: int | None
+) -> dict[str, Any]:
+    """The LM learns the chat format and to answer from a scene description in context
+    (`text_conversations.json`), or plain LM pretraining on a text file (`corpus.txt`)."""
+    from ocelli.data import (
+        ConversationDataset,
+        ImageProcessor,
+        OcelliProcessor,
+        PadCollator,
+        count_tokens,
+        load_conversations,
+    )
     from ocelli.model import build_language_model
     from ocelli.train import train
     from ocelli.train.pretrain_text import PackedTextDataset, collate_blocks
 
     stage_dir = paths.stage("text")
-    model = build_language_model(recipe.model.language_model, len(tokenizer),
-                                 **recipe.model.language_model_overrides)
-    dataset = PackedTextDataset(paths.world("train") / "corpus.txt", tokenizer, block_size=128)
-    result = train(model, dataset, collate_blocks, _train_config(recipe.text, max_steps, recipe.seed),
-                   stage_dir, resume=resume, description="stage 0: language model",
-                   count_tokens=lambda batch: batch["input_ids"].numel())
+    model = build_language_model(
+        recipe.model.language_model, len(tokenizer), **recipe.model.language_model_overrides
+    )
+    data_file = paths.world("train") / (recipe.text.data or "text_conversations.json")
+    if data_file.suffix == ".txt":
+        dataset, collate = PackedTextDataset(data_file, tokenizer, block_size=128), collate_blocks
+    else:
+        processor = OcelliProcessor(
+            tokenizer, ImageProcessor(), num_image_tokens=1, max_length=recipe.model.max_length
+        )
+        dataset = ConversationDataset(load_conversations(data_file), processor)
+        collate = PadCollator(tokenizer.pad_token_id)
+    result = train(
+        model,
+        dataset,
+        collate,
+        _train_config(recipe.text, max_steps, recipe.seed),
+        stage_dir,
+        resume=resume,
+        description="stage 0: language model",
+        count_tokens=count_tokens
+        if data_file.suffix != ".txt"
+        else (lambda batch: batch["input_ids"].numel()),
+    )
     tokenizer.save_pretrained(paths.model("text"))
     write_stage_config(recipe, stage_dir)
     return result.summary()
 
 
-def _multimodal_stage(recipe: Recipe, paths: RunPaths, stage: str, model: Any, processor: Any,
-                      data_file: str, resume: bool, max_steps: int | None) -> dict[str, Any]:
+def _multimodal_stage(
+    recipe: Recipe,
+    paths: RunPaths,
+    stage: str,
+    model: Any,
+    processor: Any,
+    data_file: str,
+    resume: bool,
+    max_steps: int | None,
+) -> dict[str, Any]:
     from ocelli.data import ConversationDataset, PadCollator, count_tokens, load_conversations
     from ocelli.train import train
 
@@ -129,11 +190,20 @@ def _multimodal_stage(recipe: Recipe, paths: RunPaths, stage: str, model: Any, p
     if "vision" not in groups and getattr(model, "vision_tower", None) is not None:
         from ocelli.train.features import precompute_vision_features
 
-        dataset.vision_features = precompute_vision_features(model, processor, dataset.image_paths())
-    result = train(model, dataset, PadCollator(processor.tokenizer.pad_token_id),
-                   _train_config(section, max_steps, recipe.seed), stage_dir,
-                   param_groups=groups, resume=resume, count_tokens=count_tokens,
-                   description=f"stage {'1: alignment' if stage == 'align' else '2: instruction tuning'}")
+        dataset.vision_features = precompute_vision_features(
+            model, processor, dataset.image_paths()
+        )
+    result = train(
+        model,
+        dataset,
+        PadCollator(processor.tokenizer.pad_token_id),
+        _train_config(section, max_steps, recipe.seed),
+        stage_dir,
+        param_groups=groups,
+        resume=resume,
+        count_tokens=count_tokens,
+        description=f"stage {'1: alignment' if stage == 'align' else '2: instruction tuning'}",
+    )
     processor.save_pretrained(paths.model(stage))
     write_stage_config(recipe, stage_dir)
     return result.summary()
@@ -148,30 +218,48 @@ def _fresh_model(recipe: Recipe, paths: RunPaths, tokenizer: Any) -> tuple[Any, 
     if recipe.vision.enabled:
         vision = str(require(paths.vision_encoder, "align", "the stage 0 vision encoder"))
         vision_overrides = None
-    language_model, lm_overrides = recipe.model.language_model, recipe.model.language_model_overrides
+    language_model, lm_overrides = (
+        recipe.model.language_model,
+        recipe.model.language_model_overrides,
+    )
     if recipe.text.enabled:
         language_model = str(require(paths.model("text"), "align", "the stage 0 language model"))
         lm_overrides = None
     model = OcelliForConditionalGeneration.from_components(
-        vision=vision, language_model=language_model, connector=recipe.model.connector,
+        vision=vision,
+        language_model=language_model,
+        connector=recipe.model.connector,
         connector_config=recipe.model.connector_config,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id, vision_overrides=vision_overrides,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        vision_overrides=vision_overrides,
         language_model_overrides=lm_overrides,
-        vision_feature_layer=recipe.model.vision_feature_layer, keep_cls=recipe.model.keep_cls,
+        vision_feature_layer=recipe.model.vision_feature_layer,
+        keep_cls=recipe.model.keep_cls,
     )
     return model, OcelliProcessor.for_model(model, tokenizer, max_length=recipe.model.max_length)
 
 
-def run_align_stage(recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: bool,
-                    max_steps: int | None) -> dict[str, Any]:
+def run_align_stage(
+    recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: bool, max_steps: int | None
+) -> dict[str, Any]:
     model, processor = _fresh_model(recipe, paths, tokenizer)
-    return _multimodal_stage(recipe, paths, "align", model, processor, "pretrain.json",
-                             resume, max_steps)
+    return _multimodal_stage(
+        recipe,
+        paths,
+        "align",
+        model,
+        processor,
+        recipe.align.data or "describe.json",
+        resume,
+        max_steps,
+    )
 
 
-def run_instruct_stage(recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: bool,
-                       max_steps: int | None) -> dict[str, Any]:
+def run_instruct_stage(
+    recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: bool, max_steps: int | None
+) -> dict[str, Any]:
     from ocelli.data import OcelliProcessor
     from ocelli.model import OcelliForConditionalGeneration, apply_lora
 
@@ -183,21 +271,40 @@ def run_instruct_stage(recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: 
         model, processor = _fresh_model(recipe, paths, tokenizer)
     if recipe.instruct.lora:
         model = apply_lora(model, **recipe.instruct.lora)
-    return _multimodal_stage(recipe, paths, "instruct", model, processor, "conversations.json",
-                             resume, max_steps)
+    return _multimodal_stage(
+        recipe,
+        paths,
+        "instruct",
+        model,
+        processor,
+        recipe.instruct.data or "conversations.json",
+        resume,
+        max_steps,
+    )
 
 
-RUNNERS = {"vision": run_vision_stage, "text": run_text_stage, "align": run_align_stage,
-           "instruct": run_instruct_stage}
+RUNNERS = {
+    "vision": run_vision_stage,
+    "text": run_text_stage,
+    "align": run_align_stage,
+    "instruct": run_instruct_stage,
+}
 
 
-def run_recipe(recipe: Recipe, out_dir: str | Path, stages: list[str] | None = None,
-               resume: bool = False, max_steps: int | None = None,
-               progress: bool = True) -> dict[str, Any]:
+def run_recipe(
+    recipe: Recipe,
+    out_dir: str | Path,
+    stages: list[str] | None = None,
+    resume: bool = False,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run the recipe's enabled stages (or only `stages`); returns per-stage summaries."""
     unknown = set(stages or []) - set(STAGES)
     if unknown:
-        raise ConfigError(f"unknown stage(s) {', '.join(sorted(unknown))}; stages: {', '.join(STAGES)}")
+        raise ConfigError(
+            f"unknown stage(s) {', '.join(sorted(unknown))}; stages: {', '.join(STAGES)}"
+        )
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # ocelli's own bars say what is happening

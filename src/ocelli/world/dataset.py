@@ -9,6 +9,9 @@ so a dataset directory is always complete. Layout (all paths relative to the dir
     conversations.json    LLaVA-format multi-turn records, one per (image, language)
     captions.jsonl        short and detailed captions per (image, language)
     pretrain.json         LLaVA-format caption records for connector pretraining
+    describe.json         LLaVA-format detailed-description records (dense alignment data)
+    text_conversations.json  the conversations with the image replaced by its exact
+                          description: text-only instruction data for the language model
     corpus.txt            plain text (captions, questions with answers) for LM pretraining
     meta.json             config, seed, split, counts and provenance
 """
@@ -46,6 +49,8 @@ class ImageRecords:
     captions: list[dict[str, Any]] = field(default_factory=list)
     conversations: list[dict[str, Any]] = field(default_factory=list)
     pretrain: list[dict[str, Any]] = field(default_factory=list)
+    describe: list[dict[str, Any]] = field(default_factory=list)
+    text_conversations: list[dict[str, Any]] = field(default_factory=list)
 
 
 def generate_dataset(
@@ -111,6 +116,13 @@ def build_image(
             # question as the first turn.
             turns.append((text.caption_prompt(lang, rng, detailed=True), detailed))
         item.conversations.append(_llava_record(f"{image_id}_{lang}", scene.image, lang, turns))
+        item.text_conversations.append(
+            _llava_record(f"{image_id}_{lang}", None, lang, turns, context=detailed)
+        )
+        item.describe.append(_llava_record(
+            f"{image_id}_{lang}", scene.image, lang,
+            [(text.caption_prompt(lang, rng, detailed=True), detailed)],
+        ))
         prompt = text.caption_prompt(lang, rng, detailed=False)
         item.pretrain.append(
             _llava_record(f"{image_id}_{lang}", scene.image, lang, [(prompt, short)])
@@ -119,14 +131,21 @@ def build_image(
 
 
 def _llava_record(
-    record_id: str, image: str, lang: str, turns: list[tuple[str, str]]
+    record_id: str, image: str | None, lang: str, turns: list[tuple[str, str]],
+    context: str | None = None,
 ) -> dict[str, Any]:
+    """One LLaVA record; with `context` (and no image) the first turn opens with that
+    text where the image placeholder would be."""
+    opening = IMAGE_PLACEHOLDER if image is not None else f"{context}\n"
     conversation = []
     for number, (question, answer) in enumerate(turns):
-        prefix = IMAGE_PLACEHOLDER if number == 0 else ""
+        prefix = opening if number == 0 else ""
         conversation.append({"from": "human", "value": prefix + question})
         conversation.append({"from": "gpt", "value": answer})
-    return {"id": record_id, "image": image, "lang": lang, "conversations": conversation}
+    record = {"id": record_id, "lang": lang, "conversations": conversation}
+    if image is not None:
+        record = {"id": record_id, "image": image, **record}
+    return record
 
 
 def _check_output_dir(out_dir: Path) -> None:
@@ -214,6 +233,9 @@ def _write_files(root: Path, records: list[ImageRecords], meta: dict[str, Any]) 
     _write_jsonl(root / "captions.jsonl", (c for r in records for c in r.captions))
     _write_json(root / "conversations.json", [c for r in records for c in r.conversations])
     _write_json(root / "pretrain.json", [p for r in records for p in r.pretrain])
+    _write_json(root / "describe.json", [p for r in records for p in r.describe])
+    _write_json(root / "text_conversations.json",
+                [p for r in records for p in r.text_conversations])
     (root / "corpus.txt").write_text("".join(_corpus_lines(records)), encoding="utf-8")
     _write_json(root / "meta.json", meta, indent=2)
 
