@@ -17,11 +17,11 @@ EVAL_SPLITS = {"test": "in-distribution test (CoGenT A)",
 
 
 def evaluate_run(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+    import torch
+
     from ocelli.eval.world_vqa import evaluate_world_vqa
     from ocelli.generate import load
     from ocelli.utils.io import atomic_write_text
-
-    import torch
 
     device = recipe.eval.device
     if device == "auto":

@@ -119,7 +119,16 @@ def run_vision_stage(
     with atomic_dir(paths.vision_encoder) as tmp:
         encoder.model.save_pretrained(tmp)
     write_stage_config(recipe, stage_dir)
-    return result.summary()
+    summary = result.summary()
+    held_out = paths.world("val") if (paths.world("val") / "scenes.jsonl").is_file() else None
+    if held_out is not None:
+        val = SceneCaptionDataset(held_out, encoder.image_processor(), tokenizer, targets, grid=grid)
+        batch = val.collate([val[i] for i in range(len(val))])
+        model.eval()
+        summary["dense_accuracy_val"] = model.dense_accuracy(
+            batch["pixel_values"].to(next(model.parameters()).device),
+            **{k: batch[k].to(next(model.parameters()).device) for k in targets.num_classes})
+    return summary
 
 
 def run_text_stage(
