@@ -58,7 +58,7 @@ def pick_samples(records: list[dict[str, Any]], count: int) -> list[dict[str, An
 
 def run_quickstart(recipe: Recipe, out_dir: str | Path, resume: bool = False,
                    progress: bool = True) -> dict[str, Any]:
-    from ocelli.report import write_run_report
+    from ocelli.report import html_table, write_run_report
     from ocelli.train.plots import plot_loss_curves
 
     out_dir = Path(out_dir)
@@ -91,6 +91,14 @@ def run_quickstart(recipe: Recipe, out_dir: str | Path, resume: bool = False,
                              "samples": pick_samples(ev["records"], recipe.eval.num_report_samples)}
         for split, ev in evaluations.items()
     }
+    stage_rows = [
+        {"stage": name, "steps": summary.get("steps"), "final loss": summary.get("final_loss"),
+         "samples/s": summary.get("samples_per_s"), "seconds": summary.get("wall_time_s"),
+         "encoder accuracy (val, per object)": ", ".join(
+             f"{k} {v:.2f}" for k, v in summary.get("dense_accuracy_val", {}).items())}
+        for name, summary in trained["stages"].items()
+    ]
     report = write_run_report(out_dir / "report.html", f"ocelli quickstart: {recipe.name}",
-                              report_evals, loss_png, timings, summary_rows)
+                              report_evals, loss_png, timings, summary_rows,
+                              extra_html="<h2>Stages</h2>" + html_table(stage_rows))
     return {"metrics": metrics, "report": report}

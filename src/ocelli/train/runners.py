@@ -116,9 +116,11 @@ def run_vision_stage(
         resume=resume,
         description="stage 0: vision encoder",
     )
-    with atomic_dir(paths.vision_encoder) as tmp:
-        encoder.model.save_pretrained(tmp)
-    write_stage_config(recipe, stage_dir)
+    if _is_main_process():
+        with atomic_dir(paths.vision_encoder) as tmp:
+            encoder.model.save_pretrained(tmp)
+        write_stage_config(recipe, stage_dir)
+    _wait_for_everyone()
     summary = result.summary()
     held_out = paths.world("val") if (paths.world("val") / "scenes.jsonl").is_file() else None
     if held_out is not None:
@@ -173,8 +175,10 @@ def run_text_stage(
         if data_file.suffix != ".txt"
         else (lambda batch: batch["input_ids"].numel()),
     )
-    tokenizer.save_pretrained(paths.model("text"))
-    write_stage_config(recipe, stage_dir)
+    if _is_main_process():
+        tokenizer.save_pretrained(paths.model("text"))
+        write_stage_config(recipe, stage_dir)
+    _wait_for_everyone()
     return result.summary()
 
 
@@ -213,8 +217,10 @@ def _multimodal_stage(
         count_tokens=count_tokens,
         description=f"stage {'1: alignment' if stage == 'align' else '2: instruction tuning'}",
     )
-    processor.save_pretrained(paths.model(stage))
-    write_stage_config(recipe, stage_dir)
+    if _is_main_process():
+        processor.save_pretrained(paths.model(stage))
+        write_stage_config(recipe, stage_dir)
+    _wait_for_everyone()
     return result.summary()
 
 
@@ -292,6 +298,18 @@ def run_instruct_stage(
     )
 
 
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def _wait_for_everyone() -> None:
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
+
+
 RUNNERS = {
     "vision": run_vision_stage,
     "text": run_text_stage,
@@ -321,8 +339,12 @@ def run_recipe(
     seed_everything(recipe.seed)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    prepare_world(recipe, paths, progress=progress)
-    tokenizer = build_tokenizer(recipe, paths)
+    from accelerate import PartialState
+
+    # Under torchrun / accelerate launch, one process writes the world and the tokenizer.
+    with PartialState().main_process_first():
+        prepare_world(recipe, paths, progress=progress)
+        tokenizer = build_tokenizer(recipe, paths)
     timings["world+tokenizer"] = time.perf_counter() - start
     summaries = {}
     for name in STAGES:
@@ -334,5 +356,7 @@ def run_recipe(
         began = time.perf_counter()
         summaries[name] = RUNNERS[name](recipe, paths, tokenizer, resume, max_steps)
         timings[name] = time.perf_counter() - began
-    atomic_write_json(paths.root / "train_summary.json", {"stages": summaries, "timings": timings})
+    if _is_main_process():
+        atomic_write_json(paths.root / "train_summary.json",
+                          {"stages": summaries, "timings": timings})
     return {"stages": summaries, "timings": timings, "paths": paths}
