@@ -55,3 +55,16 @@ def test_bad_question_files(tmp_path):
     (tmp_path / "questions.jsonl").write_text('{"image": "a.png"}\n')
     with pytest.raises(DataError, match="questions.jsonl:1: missing field"):
         evaluate_world_vqa(FakePipeline({}), tmp_path, progress=False)
+
+
+def test_blind_baseline_answers_the_most_common_training_answer(tmp_path):
+    from ocelli.eval.world_vqa import blind_baseline
+
+    train = [{"image": "a.png", "lang": "en", "type": "existence", "question": "q", "answer": a}
+             for a in ("yes", "yes", "no")]
+    (tmp_path / "questions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
+    records = [{"lang": "en", "type": "existence", "answer": "yes"},
+               {"lang": "en", "type": "existence", "answer": "no"},
+               {"lang": "zh", "type": "existence", "answer": "是"}]
+    metrics = blind_baseline(tmp_path, records)
+    assert metrics["accuracy"] == pytest.approx(1 / 3, abs=1e-4)

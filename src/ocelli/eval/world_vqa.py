@@ -122,3 +122,22 @@ def _progress(enabled: bool) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(),
                     TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                     TimeRemainingColumn(), disable=not enabled)
+
+
+def blind_baseline(train_dir: str | Path, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a model that never looks at the image scores: for every question, the most
+    common training answer of its type, subtype and language. A model's accuracy means
+    something only above this line."""
+    from collections import Counter
+
+    counts: dict[tuple, Counter] = defaultdict(Counter)
+    for question in load_questions(train_dir):
+        key = (question["type"], question.get("subtype"), question["lang"])
+        counts[key][question["answer"]] += 1
+    scored = []
+    for record in records:
+        key = (record["type"], record.get("subtype"), record["lang"])
+        guess = counts[key].most_common(1)[0][0] if counts[key] else ""
+        scored.append({**record, "prediction": guess,
+                       "correct": is_correct(guess, record["answer"], record["type"])})
+    return summarize(scored)

@@ -19,7 +19,7 @@ EVAL_SPLITS = {"test": "in-distribution test (CoGenT A)",
 def evaluate_run(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[str, Any]:
     import torch
 
-    from ocelli.eval.world_vqa import evaluate_world_vqa
+    from ocelli.eval.world_vqa import blind_baseline, evaluate_world_vqa
     from ocelli.generate import load
     from ocelli.utils.io import atomic_write_text
 
@@ -38,6 +38,8 @@ def evaluate_run(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[s
                                     progress=progress, description=f"evaluating {split}")
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.records)
         atomic_write_text(run_dir / "eval" / f"{split}.jsonl", lines)
+        result.metrics["blind_baseline"] = blind_baseline(run_dir / "world" / "train",
+                                                          result.records)
         evaluations[split] = {"metrics": result.metrics, "records": result.records,
                               "data_dir": data_dir}
     return evaluations
@@ -85,6 +87,7 @@ def run_quickstart(recipe: Recipe, out_dir: str | Path, resume: bool = False,
                                       - evaluations["cogent-b"]["metrics"]["accuracy"], 4)
     atomic_write_json(out_dir / "metrics.json", metrics)
     summary_rows = [{"split": EVAL_SPLITS[s], "accuracy": ev["metrics"]["accuracy"],
+                     "blind baseline (same questions)": ev["metrics"]["blind_baseline"]["accuracy"],
                      "questions": ev["metrics"]["num_questions"]} for s, ev in evaluations.items()]
     report_evals = {
         EVAL_SPLITS[split]: {"metrics": ev["metrics"], "data_dir": ev["data_dir"],
