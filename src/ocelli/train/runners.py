@@ -111,7 +111,11 @@ def run_vision_stage(
         model,
         dataset,
         dataset.collate,
-        _train_config(recipe.vision, max_steps, recipe.seed),
+        # HF vision models end in a pooling head that features read from the hidden states
+        # never use: DDP must be told those parameters get no gradient.
+        replace(
+            _train_config(recipe.vision, max_steps, recipe.seed), ddp_find_unused_parameters=True
+        ),
         stage_dir,
         resume=resume,
         description="stage 0: vision encoder",
@@ -124,12 +128,15 @@ def run_vision_stage(
     summary = result.summary()
     held_out = paths.world("val") if (paths.world("val") / "scenes.jsonl").is_file() else None
     if held_out is not None:
-        val = SceneCaptionDataset(held_out, encoder.image_processor(), tokenizer, targets, grid=grid)
+        val = SceneCaptionDataset(
+            held_out, encoder.image_processor(), tokenizer, targets, grid=grid
+        )
         batch = val.collate([val[i] for i in range(len(val))])
         model.eval()
         summary["dense_accuracy_val"] = model.dense_accuracy(
             batch["pixel_values"].to(next(model.parameters()).device),
-            **{k: batch[k].to(next(model.parameters()).device) for k in targets.num_classes})
+            **{k: batch[k].to(next(model.parameters()).device) for k in targets.num_classes},
+        )
     return summary
 
 
@@ -298,16 +305,21 @@ def run_instruct_stage(
     )
 
 
-def _is_main_process() -> bool:
+def _process_state() -> Any:
+    """accelerate's view of the processes; CPU mode must be asked for, as the loop does,
+    or several CPU processes would each believe they are the main one."""
+    import torch
     from accelerate import PartialState
 
-    return PartialState().is_main_process
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def _is_main_process() -> bool:
+    return _process_state().is_main_process
 
 
 def _wait_for_everyone() -> None:
-    from accelerate import PartialState
-
-    PartialState().wait_for_everyone()
+    _process_state().wait_for_everyone()
 
 
 RUNNERS = {
@@ -339,10 +351,8 @@ def run_recipe(
     seed_everything(recipe.seed)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    from accelerate import PartialState
-
     # Under torchrun / accelerate launch, one process writes the world and the tokenizer.
-    with PartialState().main_process_first():
+    with _process_state().main_process_first():
         prepare_world(recipe, paths, progress=progress)
         tokenizer = build_tokenizer(recipe, paths)
     timings["world+tokenizer"] = time.perf_counter() - start
@@ -357,6 +367,7 @@ def run_recipe(
         summaries[name] = RUNNERS[name](recipe, paths, tokenizer, resume, max_steps)
         timings[name] = time.perf_counter() - began
     if _is_main_process():
-        atomic_write_json(paths.root / "train_summary.json",
-                          {"stages": summaries, "timings": timings})
+        atomic_write_json(
+            paths.root / "train_summary.json", {"stages": summaries, "timings": timings}
+        )
     return {"stages": summaries, "timings": timings, "paths": paths}
