@@ -198,6 +198,7 @@ def _multimodal_stage(
     data_file: str,
     resume: bool,
     max_steps: int | None,
+    adapter_parts: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     from ocelli.data import ConversationDataset, PadCollator, count_tokens, load_conversations
     from ocelli.train import train
@@ -206,7 +207,7 @@ def _multimodal_stage(
     stage_dir = paths.stage(stage)
     records = load_conversations(paths.world("train") / data_file)
     dataset = ConversationDataset(records, processor)
-    groups = param_groups(model, section, stage)
+    groups = param_groups(model, section, stage, adapter_parts)
     if "vision" not in groups and getattr(model, "vision_tower", None) is not None:
         from ocelli.train.features import precompute_vision_features
 
@@ -293,7 +294,7 @@ def run_instruct_stage(
         model, processor = _fresh_model(recipe, paths, tokenizer)
     if recipe.instruct.lora:
         model = apply_lora(model, **recipe.instruct.lora)
-    return _multimodal_stage(
+    summary = _multimodal_stage(
         recipe,
         paths,
         "instruct",
@@ -302,7 +303,28 @@ def run_instruct_stage(
         recipe.instruct.data or "conversations.json",
         resume,
         max_steps,
+        adapter_parts=("language_model",) if recipe.instruct.lora else (),
     )
+    if recipe.instruct.lora and _is_main_process():
+        _save_merged(model, processor, paths)
+    _wait_for_everyone()
+    return summary
+
+
+def _save_merged(model: Any, processor: Any, paths: RunPaths) -> None:
+    """The loop saved the LoRA adapters in final/: keep them in adapter/ and put the
+    merged model in final/, which loads like any other ocelli model."""
+    import shutil
+
+    from ocelli.model import merge_lora
+    from ocelli.utils import atomic_dir
+
+    final, adapter = paths.model("instruct"), paths.stage("instruct") / "adapter"
+    shutil.rmtree(adapter, ignore_errors=True)
+    final.rename(adapter)
+    with atomic_dir(final) as tmp:
+        merge_lora(model).save_pretrained(tmp)
+        processor.save_pretrained(tmp)
 
 
 def _process_state() -> Any:

@@ -62,8 +62,10 @@ def require(path: Path, stage: str, what: str) -> Path:
     return path
 
 
-def param_groups(model: Any, section: StageSection, stage: str) -> dict[str, tuple[list, float]]:
-    """Parameter groups with per-part learning rates; parts not named are frozen."""
+def param_groups(model: Any, section: StageSection, stage: str,
+                 adapter_parts: tuple[str, ...] = ()) -> dict[str, tuple[list, float]]:
+    """Parameter groups with per-part learning rates; parts not named are frozen. In
+    `adapter_parts` (LoRA) only the parameters already trainable, the adapters, train."""
     parts = model.parameter_groups()
     unknown = set(section.lr_by_part) - set(parts)
     if unknown:
@@ -76,6 +78,8 @@ def param_groups(model: Any, section: StageSection, stage: str) -> dict[str, tup
     groups = {}
     for name, params in parts.items():
         trainable = name in section.lr_by_part
+        if name in adapter_parts:
+            params = [param for param in params if param.requires_grad]
         for param in params:
             param.requires_grad_(trainable)
         if trainable:
