@@ -11,6 +11,17 @@ from collections.abc import Sequence
 from ocelli.errors import OcelliError
 
 
+def _positive_int(text: str) -> int:
+    """argparse type for counts and sizes; argparse prints the message and exits 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def _add_world(sub: argparse._SubParsersAction) -> None:
     world = sub.add_parser("world", help="generate and look at the embedded visual world")
     world_sub = world.add_subparsers(dest="world_command", required=True)
@@ -18,9 +29,11 @@ def _add_world(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--out", required=True, help="output directory")
     gen.add_argument("--num-images", type=int, required=True)
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--split", default="train", help="train, val, test, cogent-a or cogent-b")
+    gen.add_argument("--split", default="train",
+                     help="train, val, test or another lower-case name; it picks the random "
+                     "stream, not the CoGenT condition (that is --set cogent=A or B)")
     gen.add_argument("--mode", default=None, choices=["default", "sort-of-clevr"])
-    gen.add_argument("--lang", default=None, help="comma-separated languages: en, zh (default en,zh)")
+    gen.add_argument("--lang", default=None, help="comma-separated languages: en, zh (default en)")
     gen.add_argument("--image-size", type=int, default=None)
     gen.add_argument("--config", default=None, help="YAML file with WorldConfig fields")
     gen.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -37,7 +50,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, help="run directory")
     train.add_argument("--stage", action="append", default=None,
                        help="run only this stage (repeatable): vision, text, align, instruct")
-    train.add_argument("--max-steps", type=int, default=None, help="cap every stage's steps")
+    train.add_argument("--max-steps", type=_positive_int, default=None,
+                       help="cap every stage's steps")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoints")
     train.add_argument("--vision", default=None, help="vision encoder preset or local HF dir")
     train.add_argument("--language-model", default=None, help="LM preset or local HF dir")
@@ -56,7 +70,7 @@ def _add_use(sub: argparse._SubParsersAction) -> None:
     chat.add_argument("--model", required=True)
     chat.add_argument("--image", action="append", default=[], help="image path (repeatable)")
     chat.add_argument("question", nargs="?", default=None)
-    chat.add_argument("--max-new-tokens", type=int, default=64)
+    chat.add_argument("--max-new-tokens", type=_positive_int, default=64)
     chat.add_argument("--temperature", type=float, default=0.0)
     export = sub.add_parser("export", help="export a model for other engines (vLLM, transformers)")
     export.add_argument("--model", required=True)
@@ -65,8 +79,8 @@ def _add_use(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("eval", help="exact-match VQA of a model on a world split")
     evaluate.add_argument("--model", required=True)
     evaluate.add_argument("--data", required=True, help="a world directory (ocelli world generate)")
-    evaluate.add_argument("--limit", type=int, default=None)
-    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--limit", type=_positive_int, default=None)
+    evaluate.add_argument("--batch-size", type=_positive_int, default=32)
     evaluate.add_argument("--out", default=None, help="directory for results.json and samples")
     listing = sub.add_parser("list", help="print what is registered")
     listing.add_argument("what", choices=["connectors", "encoders", "language-models", "recipes"])

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from ocelli.train.recipe import Recipe
 
 console = Console()
 
@@ -36,19 +41,45 @@ def world(args: argparse.Namespace) -> int:
     return 0
 
 
-def _recipe_from_args(args: argparse.Namespace):
+def _recipe_from_args(args: argparse.Namespace) -> Recipe:
     from ocelli.train.recipe import load_recipe
 
-    overrides = list(args.set)
-    for flag, key in (
-        ("vision", "model.vision"),
-        ("language_model", "model.language_model"),
-        ("connector", "model.connector"),
+    cleared, chosen = [], []
+    for flag, key, preset_overrides in (
+        ("vision", "model.vision", "model.vision_overrides"),
+        ("language_model", "model.language_model", "model.language_model_overrides"),
+        ("connector", "model.connector", None),
     ):
         value = getattr(args, flag, None)
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    return load_recipe(args.recipe, overrides)
+        if value is None:
+            continue
+        chosen.append(f"{key}={value}")
+        if preset_overrides and Path(value).expanduser().is_dir():
+            # A checkpoint brings its own config; the recipe's overrides of its preset
+            # (the quickstart's ConvNeXt widths) cannot apply. --set may still give some.
+            cleared.append(f"{preset_overrides}={{}}")
+    recipe = load_recipe(args.recipe, cleared + list(args.set) + chosen)
+    _check_model_names(recipe)
+    return recipe
+
+
+def _check_model_names(recipe: Recipe) -> None:
+    """Fail on a misspelt connector, encoder or LM before anything is generated or
+    trained; the runners only build the full model in stage 1, after stage 0 trained."""
+    from ocelli.errors import CheckpointError
+    from ocelli.model import CONNECTORS, LANGUAGE_MODELS, VISION_ENCODERS
+
+    CONNECTORS.get(recipe.model.connector)
+    for what, spec, registry in (
+        ("vision encoder", recipe.model.vision, VISION_ENCODERS),
+        ("language model", recipe.model.language_model, LANGUAGE_MODELS),
+    ):
+        path = Path(spec).expanduser()
+        if spec in registry or path.is_dir():
+            continue
+        if os.sep in spec or spec.startswith((".", "~")):
+            raise CheckpointError(f"{what} checkpoint directory {path} does not exist")
+        registry.get(spec)  # raises RegistryError listing the registered names
 
 
 def train(args: argparse.Namespace) -> int:
@@ -58,7 +89,8 @@ def train(args: argparse.Namespace) -> int:
     result = run_recipe(
         recipe, args.out, stages=args.stage, resume=args.resume, max_steps=args.max_steps
     )
-    console.print(f"trained stages {', '.join(result['stages'])} into {args.out}")
+    if int(os.environ.get("RANK", "0")) == 0:  # once, not once per torchrun process
+        console.print(f"trained stages {', '.join(result['stages'])} into {args.out}")
     return 0
 
 
@@ -92,19 +124,32 @@ def chat(args: argparse.Namespace) -> int:
     )
 
 
+def _quiet_model_loading() -> None:
+    """No "Loading weights" bars from transformers around a command's own output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def export(args: argparse.Namespace) -> int:
     from ocelli.model import export_llava_hf
 
-    out = export_llava_hf(args.model, args.out)
+    _quiet_model_loading()
+    # The processor is saved beside the model; without its tokenizer files the export
+    # would not load in vLLM or AutoProcessor.
+    has_processor = (Path(args.model) / "tokenizer_config.json").is_file()
+    out = export_llava_hf(args.model, args.out, processor_dir=args.model if has_processor else None)
     console.print(f"exported {args.model} as {args.format} to {out}")
     return 0
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from ocelli.eval.world_vqa import evaluate_world_vqa
+    from ocelli.eval.world_vqa import evaluate_world_vqa, load_questions
     from ocelli.generate import load
     from ocelli.utils import atomic_write_json, provenance
 
+    load_questions(args.data, limit=1)  # a wrong --data fails before the model loads
+    _quiet_model_loading()
     result = evaluate_world_vqa(
         load(args.model), args.data, limit=args.limit, batch_size=args.batch_size
     )
@@ -128,12 +173,12 @@ def listing(args: argparse.Namespace) -> int:
 
         names = available_recipes()
     else:
-        from ocelli.model import registry
+        from ocelli.model import CONNECTORS, LANGUAGE_MODELS, VISION_ENCODERS
 
         names = {
-            "connectors": registry.CONNECTORS,
-            "encoders": registry.ENCODERS,
-            "language-models": registry.LANGUAGE_MODELS,
+            "connectors": CONNECTORS,
+            "encoders": VISION_ENCODERS,
+            "language-models": LANGUAGE_MODELS,
         }[args.what].names()
     for name in names:
         console.print(name)

@@ -49,6 +49,8 @@ class VQAResult:
 
 def load_questions(data_dir: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
     path = Path(data_dir) / "questions.jsonl"
+    if limit is not None and limit < 1:
+        raise DataError(f"limit must be at least 1 question, got {limit}")
     if not path.is_file():
         raise DataError(f"{path} not found; generate the data with `ocelli world generate`")
     questions = []
@@ -73,6 +75,8 @@ def evaluate_world_vqa(pipeline: Any, data_dir: str | Path, limit: int | None = 
                        progress: bool = True, description: str = "evaluating") -> VQAResult:
     """Greedy answers to every question of a world split, scored exactly."""
     data_dir = Path(data_dir)
+    if batch_size < 1:
+        raise DataError(f"batch_size must be at least 1, got {batch_size}")
     questions = load_questions(data_dir, limit)
     records = []
     start = time.perf_counter()
