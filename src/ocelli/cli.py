@@ -29,15 +29,23 @@ def _add_world(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--out", required=True, help="output directory")
     gen.add_argument("--num-images", type=int, required=True)
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--split", default="train",
-                     help="train, val, test or another lower-case name; it picks the random "
-                     "stream, not the CoGenT condition (that is --set cogent=A or B)")
+    gen.add_argument(
+        "--split",
+        default="train",
+        help="train, val, test or another lower-case name; it picks the random "
+        "stream, not the CoGenT condition (that is --set cogent=A or B)",
+    )
     gen.add_argument("--mode", default=None, choices=["default", "sort-of-clevr"])
     gen.add_argument("--lang", default=None, help="comma-separated languages: en, zh (default en)")
     gen.add_argument("--image-size", type=int, default=None)
     gen.add_argument("--config", default=None, help="YAML file with WorldConfig fields")
-    gen.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a WorldConfig field")
+    gen.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a WorldConfig field",
+    )
     show = world_sub.add_parser("show", help="write an HTML contact sheet of samples")
     show.add_argument("data_dir")
     show.add_argument("--out", default=None, help="HTML path (default DATA_DIR/contact_sheet.html)")
@@ -48,16 +56,26 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train a model through the recipe's stages")
     train.add_argument("--recipe", default="quickstart", help="recipe name or YAML path")
     train.add_argument("--out", required=True, help="run directory")
-    train.add_argument("--stage", action="append", default=None,
-                       help="run only this stage (repeatable): vision, text, align, instruct")
-    train.add_argument("--max-steps", type=_positive_int, default=None,
-                       help="cap every stage's steps")
+    train.add_argument(
+        "--stage",
+        action="append",
+        default=None,
+        help="run only this stage (repeatable): vision, text, align, instruct",
+    )
+    train.add_argument(
+        "--max-steps", type=_positive_int, default=None, help="cap every stage's steps"
+    )
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoints")
     train.add_argument("--vision", default=None, help="vision encoder preset or local HF dir")
     train.add_argument("--language-model", default=None, help="LM preset or local HF dir")
     train.add_argument("--connector", default=None, help="connector name (ocelli list connectors)")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override any recipe field, e.g. instruct.train.lr=1e-3")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any recipe field, e.g. instruct.train.lr=1e-3",
+    )
     quick = sub.add_parser("quickstart", help="world -> stage 0/1/2 -> evaluation -> report")
     quick.add_argument("--out", default="runs/quickstart")
     quick.add_argument("--recipe", default="quickstart")
@@ -89,9 +107,13 @@ def _add_use(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from ocelli import __version__
 
-    parser = argparse.ArgumentParser(prog="ocelli", description=(
-        "Build, train, evaluate and serve multimodal LLMs. `ocelli quickstart` trains one "
-        "from scratch on the embedded world."))
+    parser = argparse.ArgumentParser(
+        prog="ocelli",
+        description=(
+            "Build, train, evaluate and serve multimodal LLMs. `ocelli quickstart` trains one "
+            "from scratch on the embedded world."
+        ),
+    )
     parser.add_argument("--version", action="version", version=f"ocelli {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_world(sub)

@@ -16,10 +16,14 @@ def _write(tmp_path, records, name="data.json"):
 
 
 def _record(**changes):
-    record = {"id": "r1", "image": "img.png", "conversations": [
-        {"from": "human", "value": "<image>\nWhat colour is the circle?"},
-        {"from": "gpt", "value": "red"},
-    ]}
+    record = {
+        "id": "r1",
+        "image": "img.png",
+        "conversations": [
+            {"from": "human", "value": "<image>\nWhat colour is the circle?"},
+            {"from": "gpt", "value": "red"},
+        ],
+    }
     record.update(changes)
     return record
 
@@ -36,7 +40,9 @@ def test_loads_llava_json_and_jsonl(tmp_path):
 
 
 def test_text_only_records_need_no_image(tmp_path):
-    record = _record(conversations=[{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}])
+    record = _record(
+        conversations=[{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]
+    )
     del record["image"]
     assert load_conversations(_write(tmp_path, [record]))[0].images == []
 

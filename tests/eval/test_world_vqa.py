@@ -6,8 +6,16 @@ from ocelli.errors import DataError
 from ocelli.eval.world_vqa import evaluate_world_vqa, is_correct, normalize_answer, summarize
 
 
-@pytest.mark.parametrize("text, expected", [("Red.", "red"), (" yes\n", "yes"), ("是。", "是"),
-                                            ("3", "3"), ("Blue circle", "blue circle")])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Red.", "red"),
+        (" yes\n", "yes"),
+        ("是。", "是"),
+        ("3", "3"),
+        ("Blue circle", "blue circle"),
+    ],
+)
 def test_normalize_answer(text, expected):
     assert normalize_answer(text) == expected
 
@@ -31,9 +39,30 @@ class FakePipeline:
 
 def test_evaluate_scores_every_question_by_type_and_language(tmp_path):
     rows = [
-        {"id": 1, "image": "a.png", "lang": "en", "type": "count", "question": "How many?", "answer": "2"},
-        {"id": 2, "image": "a.png", "lang": "zh", "type": "count", "question": "几个?", "answer": "3"},
-        {"id": 3, "image": "b.png", "lang": "en", "type": "existence", "question": "Any?", "answer": "yes"},
+        {
+            "id": 1,
+            "image": "a.png",
+            "lang": "en",
+            "type": "count",
+            "question": "How many?",
+            "answer": "2",
+        },
+        {
+            "id": 2,
+            "image": "a.png",
+            "lang": "zh",
+            "type": "count",
+            "question": "几个?",
+            "answer": "3",
+        },
+        {
+            "id": 3,
+            "image": "b.png",
+            "lang": "en",
+            "type": "existence",
+            "question": "Any?",
+            "answer": "yes",
+        },
     ]
     (tmp_path / "questions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     pipeline = FakePipeline({"How many?": "2", "几个?": "4", "Any?": "Yes."})
@@ -60,11 +89,15 @@ def test_bad_question_files(tmp_path):
 def test_blind_baseline_answers_the_most_common_training_answer(tmp_path):
     from ocelli.eval.world_vqa import blind_baseline
 
-    train = [{"image": "a.png", "lang": "en", "type": "existence", "question": "q", "answer": a}
-             for a in ("yes", "yes", "no")]
+    train = [
+        {"image": "a.png", "lang": "en", "type": "existence", "question": "q", "answer": a}
+        for a in ("yes", "yes", "no")
+    ]
     (tmp_path / "questions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
-    records = [{"lang": "en", "type": "existence", "answer": "yes"},
-               {"lang": "en", "type": "existence", "answer": "no"},
-               {"lang": "zh", "type": "existence", "answer": "是"}]
+    records = [
+        {"lang": "en", "type": "existence", "answer": "yes"},
+        {"lang": "en", "type": "existence", "answer": "no"},
+        {"lang": "zh", "type": "existence", "answer": "是"},
+    ]
     metrics = blind_baseline(tmp_path, records)
     assert metrics["accuracy"] == pytest.approx(1 / 3, abs=1e-4)

@@ -18,13 +18,17 @@ TARGETS = SceneTargets(["circle", "square"], ["red", "blue"], ["small", "large"]
 
 
 def _scene(*objects):
-    return {"width": 64, "height": 64, "objects": [
-        {"shape": s, "color": c, "size": z, "bbox": list(b)} for s, c, z, b in objects]}
+    return {
+        "width": 64,
+        "height": 64,
+        "objects": [{"shape": s, "color": c, "size": z, "bbox": list(b)} for s, c, z, b in objects],
+    }
 
 
 def test_scene_targets_mark_the_cell_of_each_object_centre():
-    scene = _scene(("square", "blue", "large", (0, 0, 16, 16)),
-                   ("circle", "red", "small", (48, 40, 56, 48)))
+    scene = _scene(
+        ("square", "blue", "large", (0, 0, 16, 16)), ("circle", "red", "small", (48, 40, 56, 48))
+    )
     targets = TARGETS(scene, grid=8)
     assert targets["color"][1 * 8 + 1] == 2 and targets["shape"][1 * 8 + 1] == 2  # blue square
     assert targets["color"][5 * 8 + 6] == 1 and targets["size"][5 * 8 + 6] == 1  # small red circle
@@ -32,7 +36,9 @@ def test_scene_targets_mark_the_cell_of_each_object_centre():
 
 
 def test_two_centres_in_one_cell_go_to_the_larger_object():
-    scene = _scene(("circle", "red", "small", (1, 1, 5, 5)), ("square", "blue", "large", (0, 0, 7, 7)))
+    scene = _scene(
+        ("circle", "red", "small", (1, 1, 5, 5)), ("square", "blue", "large", (0, 0, 7, 7))
+    )
     targets = TARGETS(scene, grid=8)
     assert targets["shape"][0] == 2 and int((targets["color"] != NOTHING).sum()) == 1
 
@@ -52,9 +58,11 @@ class GridEncoder(torch.nn.Module):
 
 def _batch(size=4):
     generator = torch.Generator().manual_seed(0)
-    batch = {"pixel_values": torch.randn(size, 3, 16, 16, generator=generator),
-             "caption_ids": torch.randint(0, 20, (size, 6), generator=generator),
-             "caption_mask": torch.ones(size, 6, dtype=torch.long)}
+    batch = {
+        "pixel_values": torch.randn(size, 3, 16, 16, generator=generator),
+        "caption_ids": torch.randint(0, 20, (size, 6), generator=generator),
+        "caption_mask": torch.ones(size, 6, dtype=torch.long),
+    }
     for name, classes in TARGETS.num_classes.items():
         target = torch.zeros(size, 16, dtype=torch.long)
         target[:, 3] = torch.randint(1, classes, (size,), generator=generator)
@@ -65,8 +73,9 @@ def _batch(size=4):
 @pytest.mark.parametrize("contrastive, dense", [(1.0, 1.0), (0.0, 1.0), (1.0, 0.0)])
 def test_vision_objectives_give_a_finite_loss_that_trains(contrastive, dense):
     torch.manual_seed(0)
-    config = VisionPretrainConfig(contrastive_weight=contrastive, dense_weight=dense,
-                                  text_hidden_size=32, embed_dim=16)
+    config = VisionPretrainConfig(
+        contrastive_weight=contrastive, dense_weight=dense, text_hidden_size=32, embed_dim=16
+    )
     model = VisionPretrainModel(GridEncoder(), 20, TARGETS.num_classes, config)
     batch = _batch()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
@@ -90,7 +99,9 @@ def test_dense_loss_weights_object_cells_like_all_empty_cells_together():
         with torch.no_grad():
             head.bias.copy_(torch.tensor([50.0] + [0.0] * (head.out_features - 1)))
     assert model.dense_loss(tokens, batch).item() > 10
-    accuracy = model.dense_accuracy(batch["pixel_values"], **{k: batch[k] for k in TARGETS.num_classes})
+    accuracy = model.dense_accuracy(
+        batch["pixel_values"], **{k: batch[k] for k in TARGETS.num_classes}
+    )
     assert accuracy == {"color": 0.0, "shape": 0.0, "size": 0.0}
 
 

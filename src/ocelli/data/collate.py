@@ -20,9 +20,14 @@ from ocelli.errors import PromptError
 class ConversationDataset(torch.utils.data.Dataset):
     """Map-style dataset: each item holds input_ids, labels and pixel_values (N_img, 3, H, W)."""
 
-    def __init__(self, records: Sequence[ConversationRecord], processor: Any,
-                 cache_images: bool = True, progress: bool = False,
-                 vision_features: dict[str, torch.Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        records: Sequence[ConversationRecord],
+        processor: Any,
+        cache_images: bool = True,
+        progress: bool = False,
+        vision_features: dict[str, torch.Tensor] | None = None,
+    ) -> None:
         self.records = list(records)
         self.processor = processor
         self.cache_images = cache_images
@@ -33,7 +38,9 @@ class ConversationDataset(torch.utils.data.Dataset):
         self.encoded = []
         for record in iterator:
             try:
-                self.encoded.append(processor.encode_conversation(record.messages, len(record.images)))
+                self.encoded.append(
+                    processor.encode_conversation(record.messages, len(record.images))
+                )
             except PromptError as exc:
                 raise PromptError(f"record {record.id}: {exc}") from None
 
@@ -49,7 +56,8 @@ class ConversationDataset(torch.utils.data.Dataset):
         }
         if self.vision_features is not None and record.images:
             item["vision_features"] = torch.stack(
-                [self.vision_features[str(path)] for path in record.images])
+                [self.vision_features[str(path)] for path in record.images]
+            )
         else:
             item["pixel_values"] = self._pixels(record)
         return item

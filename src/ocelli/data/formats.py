@@ -17,8 +17,13 @@ from typing import Any
 from ocelli.errors import DataError
 
 IMAGE_PLACEHOLDER = "<image>"
-ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-         "system": "system"}
+ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+}
 
 
 @dataclass
@@ -56,8 +61,9 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def load_conversations(path: str | Path, image_root: str | Path | None = None,
-                       check_images: bool = True) -> list[ConversationRecord]:
+def load_conversations(
+    path: str | Path, image_root: str | Path | None = None, check_images: bool = True
+) -> list[ConversationRecord]:
     """Load and validate LLaVA-format conversations; image paths resolve against image_root
     (default: the file's directory)."""
     path = Path(path)
@@ -68,8 +74,9 @@ def load_conversations(path: str | Path, image_root: str | Path | None = None,
     ]
 
 
-def parse_record(raw: Any, image_root: Path, where: str,
-                 check_images: bool = True) -> ConversationRecord:
+def parse_record(
+    raw: Any, image_root: Path, where: str, check_images: bool = True
+) -> ConversationRecord:
     if not isinstance(raw, dict):
         raise DataError(f"{where}: expected an object, got {type(raw).__name__}")
     turns = raw.get("conversations")

@@ -70,9 +70,15 @@ def load_questions(data_dir: str | Path, limit: int | None = None) -> list[dict[
     return questions
 
 
-def evaluate_world_vqa(pipeline: Any, data_dir: str | Path, limit: int | None = None,
-                       batch_size: int = 32, max_new_tokens: int = 24,
-                       progress: bool = True, description: str = "evaluating") -> VQAResult:
+def evaluate_world_vqa(
+    pipeline: Any,
+    data_dir: str | Path,
+    limit: int | None = None,
+    batch_size: int = 32,
+    max_new_tokens: int = 24,
+    progress: bool = True,
+    description: str = "evaluating",
+) -> VQAResult:
     """Greedy answers to every question of a world split, scored exactly."""
     data_dir = Path(data_dir)
     if batch_size < 1:
@@ -85,16 +91,30 @@ def evaluate_world_vqa(pipeline: Any, data_dir: str | Path, limit: int | None = 
         for begin in range(0, len(questions), batch_size):
             chunk = questions[begin : begin + batch_size]
             answers = pipeline.chat_batch(
-                [[data_dir / q["image"]] for q in chunk], [q["question"] for q in chunk],
+                [[data_dir / q["image"]] for q in chunk],
+                [q["question"] for q in chunk],
                 max_new_tokens=max_new_tokens,
             )
             for question, prediction in zip(chunk, answers, strict=True):
-                records.append({
-                    **{k: question.get(k) for k in ("id", "image", "lang", "type", "subtype",
-                                                   "question", "answer", "heldout")},
-                    "prediction": prediction,
-                    "correct": is_correct(prediction, question["answer"], question["type"]),
-                })
+                records.append(
+                    {
+                        **{
+                            k: question.get(k)
+                            for k in (
+                                "id",
+                                "image",
+                                "lang",
+                                "type",
+                                "subtype",
+                                "question",
+                                "answer",
+                                "heldout",
+                            )
+                        },
+                        "prediction": prediction,
+                        "correct": is_correct(prediction, question["answer"], question["type"]),
+                    }
+                )
             bar.advance(task, len(chunk))
     metrics = summarize(records)
     metrics["seconds"] = round(time.perf_counter() - start, 2)
@@ -111,8 +131,10 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         groups["by_type_lang"][f"{record['type']}/{record['lang']}"].append(ok)
         if record.get("subtype"):
             groups["by_subtype"][f"{record['type']}/{record['subtype']}"].append(ok)
+
     def mean(values: list[bool]) -> float:
         return round(sum(values) / len(values), 4) if values else 0.0
+
     metrics: dict[str, Any] = {
         "accuracy": mean([r["correct"] for r in records]),
         "num_questions": len(records),
@@ -123,9 +145,14 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _progress(enabled: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(),
-                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                    TimeRemainingColumn(), disable=not enabled)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
 
 
 def blind_baseline(train_dir: str | Path, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -142,6 +169,11 @@ def blind_baseline(train_dir: str | Path, records: list[dict[str, Any]]) -> dict
     for record in records:
         key = (record["type"], record.get("subtype"), record["lang"])
         guess = counts[key].most_common(1)[0][0] if counts[key] else ""
-        scored.append({**record, "prediction": guess,
-                       "correct": is_correct(guess, record["answer"], record["type"])})
+        scored.append(
+            {
+                **record,
+                "prediction": guess,
+                "correct": is_correct(guess, record["answer"], record["type"]),
+            }
+        )
     return summarize(scored)

@@ -81,17 +81,25 @@ def _samples_html(samples: list[dict[str, Any]], data_dir: Path) -> str:
     return f'<div class="samples">{"".join(cards)}</div>'
 
 
-def write_run_report(out_path: str | Path, title: str, evaluations: dict[str, dict[str, Any]],
-                     loss_curve_png: str | Path | None, timings: dict[str, float],
-                     summary_rows: list[dict[str, Any]], extra_html: str = "") -> Path:
+def write_run_report(
+    out_path: str | Path,
+    title: str,
+    evaluations: dict[str, dict[str, Any]],
+    loss_curve_png: str | Path | None,
+    timings: dict[str, float],
+    summary_rows: list[dict[str, Any]],
+    extra_html: str = "",
+) -> Path:
     """`evaluations` maps a split name to {"metrics", "samples", "data_dir"}."""
     parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Summary</h2>", html_table(summary_rows)]
     if loss_curve_png and Path(loss_curve_png).is_file():
         parts += ["<h2>Loss curves</h2>", f'<img src="{image_data_url(loss_curve_png)}">']
     for split, evaluation in evaluations.items():
         metrics = evaluation["metrics"]
-        parts.append(f"<h2>{html.escape(split)}: accuracy {metrics['accuracy']:.3f} "
-                     f"on {metrics['num_questions']} questions</h2>")
+        parts.append(
+            f"<h2>{html.escape(split)}: accuracy {metrics['accuracy']:.3f} "
+            f"on {metrics['num_questions']} questions</h2>"
+        )
         for key, label in (("by_type", "per question type"), ("by_lang", "per language")):
             if metrics.get(key):
                 chart = bar_chart_png(metrics[key], f"{split}: accuracy {label}")
@@ -99,12 +107,19 @@ def write_run_report(out_path: str | Path, title: str, evaluations: dict[str, di
         rows = [{"type/lang": k, "accuracy": v} for k, v in metrics.get("by_type_lang", {}).items()]
         parts.append(html_table(rows))
         if evaluation.get("samples"):
-            parts += ["<h3>Samples</h3>", _samples_html(evaluation["samples"], Path(evaluation["data_dir"]))]
-    parts += ["<h2>Timings (seconds)</h2>",
-              html_table([{"step": k, "seconds": round(v, 1)} for k, v in timings.items()])]
+            parts += [
+                "<h3>Samples</h3>",
+                _samples_html(evaluation["samples"], Path(evaluation["data_dir"])),
+            ]
+    parts += [
+        "<h2>Timings (seconds)</h2>",
+        html_table([{"step": k, "seconds": round(v, 1)} for k, v in timings.items()]),
+    ]
     parts.append(extra_html)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>"
+    )
     out_path = Path(out_path)
     atomic_write_text(out_path, page)
     return out_path

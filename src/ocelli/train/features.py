@@ -14,8 +14,9 @@ from rich.progress import track
 
 
 @torch.no_grad()
-def precompute_vision_features(model: Any, processor: Any, image_paths: list[str],
-                               batch_size: int = 64, progress: bool = True) -> dict[str, torch.Tensor]:
+def precompute_vision_features(
+    model: Any, processor: Any, image_paths: list[str], batch_size: int = 64, progress: bool = True
+) -> dict[str, torch.Tensor]:
     from ocelli.data.images import load_image
 
     was_training = model.training

@@ -22,7 +22,9 @@ class PackedTextDataset(torch.utils.data.Dataset):
         corpus_path = Path(corpus_path)
         if not corpus_path.is_file():
             raise DataError(f"{corpus_path}: text corpus not found")
-        lines = [line for line in corpus_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [
+            line for line in corpus_path.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
         if not lines:
             raise DataError(f"{corpus_path}: the corpus is empty")
         eos = tokenizer.eos_token_id
@@ -44,5 +46,8 @@ class PackedTextDataset(torch.utils.data.Dataset):
 
 def collate_blocks(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     input_ids = torch.stack([item["input_ids"] for item in items])
-    return {"input_ids": input_ids, "labels": input_ids.clone(),
-            "attention_mask": torch.ones_like(input_ids)}
+    return {
+        "input_ids": input_ids,
+        "labels": input_ids.clone(),
+        "attention_mask": torch.ones_like(input_ids),
+    }

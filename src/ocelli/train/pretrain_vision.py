@@ -46,8 +46,11 @@ class SceneTargets:
 
     @property
     def num_classes(self) -> dict[str, int]:
-        return {"color": len(self.colors) + 1, "shape": len(self.shapes) + 1,
-                "size": len(self.sizes) + 1}
+        return {
+            "color": len(self.colors) + 1,
+            "shape": len(self.shapes) + 1,
+            "size": len(self.sizes) + 1,
+        }
 
     def __call__(self, scene: dict[str, Any], grid: int) -> dict[str, torch.Tensor]:
         targets = {name: torch.zeros(grid * grid, dtype=torch.long) for name in self.num_classes}
@@ -71,14 +74,20 @@ class SceneTargets:
 class CaptionTower(nn.Module):
     """A small transformer text encoder for the contrastive objective (discarded after)."""
 
-    def __init__(self, vocab_size: int, hidden: int, layers: int, embed_dim: int,
-                 max_len: int = 256) -> None:
+    def __init__(
+        self, vocab_size: int, hidden: int, layers: int, embed_dim: int, max_len: int = 256
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, hidden)
         self.position = nn.Embedding(max_len, hidden)
-        block = nn.TransformerEncoderLayer(hidden, nhead=max(1, hidden // 32),
-                                           dim_feedforward=hidden * 4, batch_first=True,
-                                           norm_first=True, dropout=0.0)
+        block = nn.TransformerEncoderLayer(
+            hidden,
+            nhead=max(1, hidden // 32),
+            dim_feedforward=hidden * 4,
+            batch_first=True,
+            norm_first=True,
+            dropout=0.0,
+        )
         self.encoder = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
         self.project = nn.Linear(hidden, embed_dim)
 
@@ -94,8 +103,13 @@ class CaptionTower(nn.Module):
 class VisionPretrainModel(nn.Module):
     """Vision encoder + dense heads + caption tower; `forward(**batch).loss` for the loop."""
 
-    def __init__(self, encoder: Any, vocab_size: int, num_classes: dict[str, int],
-                 config: VisionPretrainConfig) -> None:
+    def __init__(
+        self,
+        encoder: Any,
+        vocab_size: int,
+        num_classes: dict[str, int],
+        config: VisionPretrainConfig,
+    ) -> None:
         super().__init__()
         self.encoder = encoder  # an ocelli.model vision adapter: .model, .features(), .hidden_size
         self.vision = encoder.model
@@ -103,14 +117,20 @@ class VisionPretrainModel(nn.Module):
         dim = encoder.hidden_size
         self.heads = nn.ModuleDict({name: nn.Linear(dim, n) for name, n in num_classes.items()})
         self.image_project = nn.Linear(dim, config.embed_dim)
-        self.text = CaptionTower(vocab_size, config.text_hidden_size, config.text_layers,
-                                 config.embed_dim)
+        self.text = CaptionTower(
+            vocab_size, config.text_hidden_size, config.text_layers, config.embed_dim
+        )
         # SigLIP's initialisation: temperature 10, bias -10 (few positives per row)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         self.logit_bias = nn.Parameter(torch.tensor(-10.0))
 
-    def forward(self, pixel_values: torch.Tensor, caption_ids: torch.Tensor,
-                caption_mask: torch.Tensor, **targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        caption_ids: torch.Tensor,
+        caption_mask: torch.Tensor,
+        **targets: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         tokens = self.encoder.features(pixel_values)  # (B, N, D), no CLS
         losses = {}
         if self.config.dense_weight > 0:
@@ -121,8 +141,9 @@ class VisionPretrainModel(nn.Module):
             logits = image @ text.T * self.logit_scale.exp() + self.logit_bias
             labels = 2 * torch.eye(len(image), device=image.device) - 1
             losses["contrastive"] = -F.logsigmoid(labels * logits).sum() / len(image)
-        loss = (self.config.dense_weight * losses.get("dense", 0.0)
-                + self.config.contrastive_weight * losses.get("contrastive", 0.0))
+        loss = self.config.dense_weight * losses.get(
+            "dense", 0.0
+        ) + self.config.contrastive_weight * losses.get("contrastive", 0.0)
         return {"loss": loss, **{f"{k}_loss": v.detach() for k, v in losses.items()}}
 
     def dense_loss(self, tokens: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -130,23 +151,34 @@ class VisionPretrainModel(nn.Module):
         1-4 objects on 64 cells, an unweighted loss is satisfied by predicting "nothing"
         everywhere and the encoder barely learns what the objects are."""
         occupied = (targets["color"] != NOTHING).flatten().float()
-        weights = occupied / occupied.sum().clamp(min=1) + (1 - occupied) / (1 - occupied).sum().clamp(min=1)
+        weights = occupied / occupied.sum().clamp(min=1) + (1 - occupied) / (
+            1 - occupied
+        ).sum().clamp(min=1)
         per_head = [
-            (F.cross_entropy(head(tokens).flatten(0, 1), targets[name].flatten(), reduction="none")
-             * weights).sum() / 2
+            (
+                F.cross_entropy(
+                    head(tokens).flatten(0, 1), targets[name].flatten(), reduction="none"
+                )
+                * weights
+            ).sum()
+            / 2
             for name, head in self.heads.items()
         ]
         return torch.stack(per_head).mean()
 
     @torch.no_grad()
-    def dense_accuracy(self, pixel_values: torch.Tensor,
-                       **targets: torch.Tensor) -> dict[str, float]:
+    def dense_accuracy(
+        self, pixel_values: torch.Tensor, **targets: torch.Tensor
+    ) -> dict[str, float]:
         """Per head, the fraction of object cells classified right."""
         tokens = self.encoder.features(pixel_values)
         occupied = targets["color"] != NOTHING
         return {
-            name: round(((head(tokens).argmax(-1) == targets[name]) & occupied).sum().item()
-                        / max(int(occupied.sum()), 1), 4)
+            name: round(
+                ((head(tokens).argmax(-1) == targets[name]) & occupied).sum().item()
+                / max(int(occupied.sum()), 1),
+                4,
+            )
             for name, head in self.heads.items()
         }
 
@@ -154,9 +186,16 @@ class VisionPretrainModel(nn.Module):
 class SceneCaptionDataset(torch.utils.data.Dataset):
     """Images with their dense targets and one caption each, from a world directory."""
 
-    def __init__(self, data_dir: str | Path, image_processor: Any, tokenizer: Any,
-                 targets: SceneTargets, grid: int, caption_field: str = "detailed",
-                 max_caption_tokens: int = 96) -> None:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        image_processor: Any,
+        tokenizer: Any,
+        targets: SceneTargets,
+        grid: int,
+        caption_field: str = "detailed",
+        max_caption_tokens: int = 96,
+    ) -> None:
         from ocelli.data.images import load_image
 
         data_dir = Path(data_dir)
@@ -168,7 +207,9 @@ class SceneCaptionDataset(torch.utils.data.Dataset):
         self.pixels = image_processor([load_image(data_dir / s["image"]) for s in scenes])
         self.targets = [targets(scene, grid) for scene in scenes]
         self.caption_ids = [
-            tokenizer(captions[s["image"]], add_special_tokens=False)["input_ids"][:max_caption_tokens]
+            tokenizer(captions[s["image"]], add_special_tokens=False)["input_ids"][
+                :max_caption_tokens
+            ]
             for s in scenes
         ]
         self.pad_token_id = tokenizer.pad_token_id
@@ -177,8 +218,11 @@ class SceneCaptionDataset(torch.utils.data.Dataset):
         return len(self.targets)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"pixel_values": self.pixels[index], "caption_ids": self.caption_ids[index],
-                **self.targets[index]}
+        return {
+            "pixel_values": self.pixels[index],
+            "caption_ids": self.caption_ids[index],
+            **self.targets[index],
+        }
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         longest = max(len(item["caption_ids"]) for item in items)
@@ -187,8 +231,11 @@ class SceneCaptionDataset(torch.utils.data.Dataset):
         for row, item in enumerate(items):
             ids[row, : len(item["caption_ids"])] = torch.as_tensor(item["caption_ids"])
             mask[row, : len(item["caption_ids"])] = 1
-        batch = {"pixel_values": torch.stack([item["pixel_values"] for item in items]),
-                 "caption_ids": ids, "caption_mask": mask}
+        batch = {
+            "pixel_values": torch.stack([item["pixel_values"] for item in items]),
+            "caption_ids": ids,
+            "caption_mask": mask,
+        }
         for name in ("color", "shape", "size"):
             batch[name] = torch.stack([item[name] for item in items])
         return batch

@@ -12,8 +12,10 @@ from ocelli.train.recipe import STAGES, Recipe
 from ocelli.train.runners import run_recipe
 from ocelli.utils import atomic_write_json, provenance
 
-EVAL_SPLITS = {"test": "in-distribution test (CoGenT A)",
-               "cogent-b": "compositional hold-out (CoGenT B)"}
+EVAL_SPLITS = {
+    "test": "in-distribution test (CoGenT A)",
+    "cogent-b": "compositional hold-out (CoGenT B)",
+}
 
 
 def evaluate_run(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[str, Any]:
@@ -32,16 +34,25 @@ def evaluate_run(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[s
         data_dir = run_dir / "world" / split
         if not (data_dir / "questions.jsonl").is_file():
             continue
-        result = evaluate_world_vqa(pipeline, data_dir, limit=recipe.eval.limit,
-                                    batch_size=recipe.eval.batch_size,
-                                    max_new_tokens=recipe.eval.max_new_tokens,
-                                    progress=progress, description=f"evaluating {split}")
+        result = evaluate_world_vqa(
+            pipeline,
+            data_dir,
+            limit=recipe.eval.limit,
+            batch_size=recipe.eval.batch_size,
+            max_new_tokens=recipe.eval.max_new_tokens,
+            progress=progress,
+            description=f"evaluating {split}",
+        )
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.records)
         atomic_write_text(run_dir / "eval" / f"{split}.jsonl", lines)
-        result.metrics["blind_baseline"] = blind_baseline(run_dir / "world" / "train",
-                                                          result.records)
-        evaluations[split] = {"metrics": result.metrics, "records": result.records,
-                              "data_dir": data_dir}
+        result.metrics["blind_baseline"] = blind_baseline(
+            run_dir / "world" / "train", result.records
+        )
+        evaluations[split] = {
+            "metrics": result.metrics,
+            "records": result.records,
+            "data_dir": data_dir,
+        }
     return evaluations
 
 
@@ -58,8 +69,9 @@ def pick_samples(records: list[dict[str, Any]], count: int) -> list[dict[str, An
     return picked
 
 
-def run_quickstart(recipe: Recipe, out_dir: str | Path, resume: bool = False,
-                   progress: bool = True) -> dict[str, Any]:
+def run_quickstart(
+    recipe: Recipe, out_dir: str | Path, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
     from ocelli.report import html_table, write_run_report
     from ocelli.train.plots import plot_loss_curves
 
@@ -71,8 +83,11 @@ def run_quickstart(recipe: Recipe, out_dir: str | Path, resume: bool = False,
     evaluations = evaluate_run(recipe, out_dir, progress=progress)
     timings["evaluation"] = time.perf_counter() - start_eval
     timings["total"] = time.perf_counter() - began
-    curves = {name: out_dir / name / "metrics.jsonl" for name in STAGES
-              if (out_dir / name / "metrics.jsonl").is_file()}
+    curves = {
+        name: out_dir / name / "metrics.jsonl"
+        for name in STAGES
+        if (out_dir / name / "metrics.jsonl").is_file()
+    }
     loss_png = out_dir / "loss_curves.png"
     plot_loss_curves(curves, loss_png)
     metrics = {
@@ -83,25 +98,49 @@ def run_quickstart(recipe: Recipe, out_dir: str | Path, resume: bool = False,
         "provenance": provenance(),
     }
     if "test" in evaluations and "cogent-b" in evaluations:
-        metrics["cogent_gap"] = round(evaluations["test"]["metrics"]["accuracy"]
-                                      - evaluations["cogent-b"]["metrics"]["accuracy"], 4)
+        metrics["cogent_gap"] = round(
+            evaluations["test"]["metrics"]["accuracy"]
+            - evaluations["cogent-b"]["metrics"]["accuracy"],
+            4,
+        )
     atomic_write_json(out_dir / "metrics.json", metrics)
-    summary_rows = [{"split": EVAL_SPLITS[s], "accuracy": ev["metrics"]["accuracy"],
-                     "blind baseline (same questions)": ev["metrics"]["blind_baseline"]["accuracy"],
-                     "questions": ev["metrics"]["num_questions"]} for s, ev in evaluations.items()]
+    summary_rows = [
+        {
+            "split": EVAL_SPLITS[s],
+            "accuracy": ev["metrics"]["accuracy"],
+            "blind baseline (same questions)": ev["metrics"]["blind_baseline"]["accuracy"],
+            "questions": ev["metrics"]["num_questions"],
+        }
+        for s, ev in evaluations.items()
+    ]
     report_evals = {
-        EVAL_SPLITS[split]: {"metrics": ev["metrics"], "data_dir": ev["data_dir"],
-                             "samples": pick_samples(ev["records"], recipe.eval.num_report_samples)}
+        EVAL_SPLITS[split]: {
+            "metrics": ev["metrics"],
+            "data_dir": ev["data_dir"],
+            "samples": pick_samples(ev["records"], recipe.eval.num_report_samples),
+        }
         for split, ev in evaluations.items()
     }
     stage_rows = [
-        {"stage": name, "steps": summary.get("steps"), "final loss": summary.get("final_loss"),
-         "samples/s": summary.get("samples_per_s"), "seconds": summary.get("wall_time_s"),
-         "encoder accuracy (val, per object)": ", ".join(
-             f"{k} {v:.2f}" for k, v in summary.get("dense_accuracy_val", {}).items())}
+        {
+            "stage": name,
+            "steps": summary.get("steps"),
+            "final loss": summary.get("final_loss"),
+            "samples/s": summary.get("samples_per_s"),
+            "seconds": summary.get("wall_time_s"),
+            "encoder accuracy (val, per object)": ", ".join(
+                f"{k} {v:.2f}" for k, v in summary.get("dense_accuracy_val", {}).items()
+            ),
+        }
         for name, summary in trained["stages"].items()
     ]
-    report = write_run_report(out_dir / "report.html", f"ocelli quickstart: {recipe.name}",
-                              report_evals, loss_png, timings, summary_rows,
-                              extra_html="<h2>Stages</h2>" + html_table(stage_rows))
+    report = write_run_report(
+        out_dir / "report.html",
+        f"ocelli quickstart: {recipe.name}",
+        report_evals,
+        loss_png,
+        timings,
+        summary_rows,
+        extra_html="<h2>Stages</h2>" + html_table(stage_rows),
+    )
     return {"metrics": metrics, "report": report}

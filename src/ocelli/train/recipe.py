@@ -80,7 +80,9 @@ class Recipe:
 
 def available_recipes() -> list[str]:
     folder = resources.files("ocelli.train") / "recipes"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
@@ -89,7 +91,9 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
     if path.suffix in (".yaml", ".yml"):
         data = load_yaml(path)
     elif name_or_path in available_recipes():
-        data = load_yaml(Path(str(resources.files("ocelli.train") / "recipes" / f"{name_or_path}.yaml")))
+        data = load_yaml(
+            Path(str(resources.files("ocelli.train") / "recipes" / f"{name_or_path}.yaml"))
+        )
     else:
         raise ConfigError(
             f"unknown recipe {name_or_path!r}; registered recipes: {', '.join(available_recipes())} "

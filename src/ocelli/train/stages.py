@@ -48,9 +48,13 @@ class RunPaths:
         return self.root / "vision" / "encoder"
 
 
-def write_stage_config(recipe: Recipe, stage_dir: Path, extra: dict[str, Any] | None = None) -> None:
-    atomic_write_json(stage_dir / "recipe.json",
-                      {"recipe": asdict(recipe), **(extra or {}), "provenance": provenance()})
+def write_stage_config(
+    recipe: Recipe, stage_dir: Path, extra: dict[str, Any] | None = None
+) -> None:
+    atomic_write_json(
+        stage_dir / "recipe.json",
+        {"recipe": asdict(recipe), **(extra or {}), "provenance": provenance()},
+    )
 
 
 def require(path: Path, stage: str, what: str) -> Path:
@@ -62,8 +66,9 @@ def require(path: Path, stage: str, what: str) -> Path:
     return path
 
 
-def param_groups(model: Any, section: StageSection, stage: str,
-                 adapter_parts: tuple[str, ...] = ()) -> dict[str, tuple[list, float]]:
+def param_groups(
+    model: Any, section: StageSection, stage: str, adapter_parts: tuple[str, ...] = ()
+) -> dict[str, tuple[list, float]]:
     """Parameter groups with per-part learning rates; parts not named are frozen. In
     `adapter_parts` (LoRA) only the parameters already trainable, the adapters, train."""
     parts = model.parameter_groups()

@@ -119,10 +119,14 @@ def build_image(
         item.text_conversations.append(
             _llava_record(f"{image_id}_{lang}", None, lang, turns, context=detailed)
         )
-        item.describe.append(_llava_record(
-            f"{image_id}_{lang}", scene.image, lang,
-            [(text.caption_prompt(lang, rng, detailed=True), detailed)],
-        ))
+        item.describe.append(
+            _llava_record(
+                f"{image_id}_{lang}",
+                scene.image,
+                lang,
+                [(text.caption_prompt(lang, rng, detailed=True), detailed)],
+            )
+        )
         prompt = text.caption_prompt(lang, rng, detailed=False)
         item.pretrain.append(
             _llava_record(f"{image_id}_{lang}", scene.image, lang, [(prompt, short)])
@@ -131,7 +135,10 @@ def build_image(
 
 
 def _llava_record(
-    record_id: str, image: str | None, lang: str, turns: list[tuple[str, str]],
+    record_id: str,
+    image: str | None,
+    lang: str,
+    turns: list[tuple[str, str]],
     context: str | None = None,
 ) -> dict[str, Any]:
     """One LLaVA record; with `context` (and no image) the first turn opens with that
@@ -234,8 +241,9 @@ def _write_files(root: Path, records: list[ImageRecords], meta: dict[str, Any]) 
     _write_json(root / "conversations.json", [c for r in records for c in r.conversations])
     _write_json(root / "pretrain.json", [p for r in records for p in r.pretrain])
     _write_json(root / "describe.json", [p for r in records for p in r.describe])
-    _write_json(root / "text_conversations.json",
-                [p for r in records for p in r.text_conversations])
+    _write_json(
+        root / "text_conversations.json", [p for r in records for p in r.text_conversations]
+    )
     (root / "corpus.txt").write_text("".join(_corpus_lines(records)), encoding="utf-8")
     _write_json(root / "meta.json", meta, indent=2)
 
