@@ -13,7 +13,7 @@ from ocelli.train.runners import run_recipe
 from ocelli.utils import atomic_write_json, provenance
 
 EVAL_SPLITS = {
-    "test": "in-distribution test (CoGenT A)",
+    "test": "in-distribution test",
     "cogent-b": "compositional hold-out (CoGenT B)",
 }
 

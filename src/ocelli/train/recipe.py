@@ -26,6 +26,9 @@ class WorldSection:
     test_images: int = 300
     cogent_images: int = 200
     langs: list[str] = field(default_factory=lambda: ["en", "zh"])
+    # train on CoGenT condition A and hold out B; off for worlds whose colours are fixed
+    # per object (Sort-of-CLEVR)
+    cogent: bool = True
 
 
 @dataclass

@@ -28,10 +28,11 @@ def prepare_world(recipe: Recipe, paths: RunPaths, progress: bool = True) -> dic
         "train": recipe.world.train_images,
         "val": recipe.world.val_images,
         "test": recipe.world.test_images,
-        "cogent-b": recipe.world.cogent_images,
+        "cogent-b": recipe.world.cogent_images if recipe.world.cogent else 0,
     }
     out = {}
     for split, condition in WORLD_SPLITS.items():
+        condition = condition if recipe.world.cogent else None
         target = paths.world(split)
         out[split] = target
         if (target / "meta.json").is_file() or sizes[split] <= 0:
