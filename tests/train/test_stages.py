@@ -128,7 +128,9 @@ def test_packed_text_blocks_are_full_and_separated_by_eos(tmp_path):
 
 
 def test_shipped_recipes_load_and_bad_ones_are_named():
-    assert {"quickstart", "base"} <= set(available_recipes())
+    assert {"quickstart", "base", "sort-of-clevr"} <= set(available_recipes())
+    for name in available_recipes():
+        assert load_recipe(name).name == name
     recipe = load_recipe("quickstart", ["instruct.train.lr=3e-4", "model.connector=linear"])
     assert recipe.instruct.train.lr == pytest.approx(3e-4) and recipe.model.connector == "linear"
     with pytest.raises(ConfigError, match="registered recipes: .*quickstart"):
