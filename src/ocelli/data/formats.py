@@ -14,16 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ocelli.data.chat_template import IMAGE_TOKEN as IMAGE_PLACEHOLDER
+from ocelli.data.chat_template import llava_to_messages
 from ocelli.errors import DataError
-
-IMAGE_PLACEHOLDER = "<image>"
-ROLES = {
-    "human": "user",
-    "user": "user",
-    "gpt": "assistant",
-    "assistant": "assistant",
-    "system": "system",
-}
 
 
 @dataclass
@@ -82,17 +75,10 @@ def parse_record(
     turns = raw.get("conversations")
     if not isinstance(turns, list) or not turns:
         raise DataError(f"{where}: needs a non-empty 'conversations' list")
-    messages = []
-    for turn_index, turn in enumerate(turns):
-        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
-            raise DataError(f"{where}, turn {turn_index}: needs 'from' and a string 'value'")
-        role = ROLES.get(turn.get("from"))
-        if role is None:
-            raise DataError(
-                f"{where}, turn {turn_index}: unknown speaker {turn.get('from')!r}; "
-                f"use one of {', '.join(sorted(ROLES))}"
-            )
-        messages.append({"role": role, "content": turn["value"]})
+    try:
+        messages = llava_to_messages(turns)
+    except DataError as exc:
+        raise DataError(f"{where}, {exc}") from None
     if not any(m["role"] == "assistant" for m in messages):
         raise DataError(f"{where}: has no assistant ('gpt') turn to learn from")
     images = _image_paths(raw.get("image"), image_root, where)
