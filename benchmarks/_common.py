@@ -274,3 +274,21 @@ def _insert_in_performance_section(text: str, block: str) -> str:
     before = "\n".join(lines[:cut]).rstrip("\n")
     after = "\n".join(lines[cut:])
     return f"{before}\n\n{block}\n" + (f"\n{after}\n" if after else "")
+
+
+def run_benchmark(
+    name: str,
+    config_class: type,
+    description: str,
+    run: Any,
+    render: Any,
+    argv: Sequence[str] | None,
+) -> dict[str, Any]:
+    """Parse flags, run, write the JSON, update the docs section, print the table."""
+    config, args = parse_args(config_class, description, argv, RESULTS_DIR / f"{name}.json")
+    record = write_results(args.out, name, config, run(config, args.threads))
+    markdown = render(record)
+    if not args.no_docs:
+        update_docs_section(args.docs, name, markdown)
+    print(markdown)
+    return record

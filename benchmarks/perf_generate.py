@@ -186,15 +186,7 @@ def render(record: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    config, args = common.parse_args(
-        GenerateBenchConfig, __doc__.split("\n\n")[0], argv, common.RESULTS_DIR / f"{NAME}.json"
-    )
-    record = common.write_results(args.out, NAME, config, run(config, args.threads))
-    markdown = render(record)
-    if not args.no_docs:
-        common.update_docs_section(args.docs, NAME, markdown)
-    print(markdown)
-    return record
+    return common.run_benchmark(NAME, GenerateBenchConfig, __doc__.split("\n\n")[0], run, render, argv)
 
 
 if __name__ == "__main__":
