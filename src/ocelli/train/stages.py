@@ -14,7 +14,6 @@ Stages 1 and 2 load the stage 0 parts from their directories through
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -90,7 +89,3 @@ def param_groups(
         if trainable:
             groups[name] = (params, float(section.lr_by_part[name]))
     return groups
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
