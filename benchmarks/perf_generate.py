@@ -186,7 +186,9 @@ def render(record: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    return common.run_benchmark(NAME, GenerateBenchConfig, __doc__.split("\n\n")[0], run, render, argv)
+    return common.run_benchmark(
+        NAME, GenerateBenchConfig, __doc__.split("\n\n")[0], run, render, argv
+    )
 
 
 if __name__ == "__main__":
