@@ -11,7 +11,6 @@ a (B, 3, H, W) float tensor with Pillow and numpy, and saves as
 from __future__ import annotations
 
 import io
-import json
 import os
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ocelli.errors import CheckpointError, ConfigError, ImageError
-from ocelli.utils.io import atomic_write_json
+from ocelli.utils.io import atomic_write_json, read_json_object
 
 ImageInput = str | os.PathLike | bytes | Image.Image
 
@@ -239,14 +238,7 @@ class ImageProcessor:
             raise CheckpointError(
                 f"{path} not found; save an image processor there with ImageProcessor.save_pretrained()"
             )
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(
-                f"{path} is not valid JSON ({exc}); re-save the processor"
-            ) from None
-        if not isinstance(config, dict):
-            raise CheckpointError(f"{path} should hold a JSON object, got {type(config).__name__}")
+        config = read_json_object(path, "re-save the processor")
         try:
             return cls.from_dict(config)
         except (ConfigError, TypeError) as exc:

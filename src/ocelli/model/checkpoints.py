@@ -7,12 +7,12 @@ rather than silently training from random values.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ocelli.errors import CheckpointError
+from ocelli.utils.io import read_json_object
 
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -33,13 +33,8 @@ def read_config(path: str | Path, what: str) -> dict[str, Any]:
         raise CheckpointError(
             f"{what} checkpoint {path} has no config.json; it is not a saved model directory"
         )
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(
-            f"{config_path} is not valid JSON ({exc}); re-save the model"
-        ) from None
-    if not isinstance(config, dict) or "model_type" not in config:
+    config = read_json_object(config_path, "re-save the model")
+    if "model_type" not in config:
         raise CheckpointError(
             f"{config_path} has no model_type; re-save the model with save_pretrained()"
         )

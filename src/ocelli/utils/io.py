@@ -65,3 +65,18 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = True) -> Iterator[Path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_json_object(path: str | os.PathLike, remedy: str) -> dict[str, Any]:
+    """A JSON file that must hold an object; anything else is a CheckpointError whose
+    message names the file and ends with `remedy` (what the user should do)."""
+    from ocelli.errors import CheckpointError
+
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); {remedy}") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path} should hold a JSON object, got {type(value).__name__}")
+    return value
