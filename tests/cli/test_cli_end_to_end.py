@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 import ocelli
 from ocelli.cli import main
@@ -65,6 +67,17 @@ def test_train_runs_every_stage(run_dir):
         assert (run_dir / stage / "final" / "model.safetensors").is_file()
     recipe = json.loads((run_dir / "instruct" / "recipe.json").read_text(encoding="utf-8"))
     assert recipe["recipe"]["model"]["vision"] == "siglip-tiny"  # the run can be reproduced
+
+
+def test_the_new_connector_is_calibrated_once_on_the_training_images(run_dir):
+    def statistics(stage):
+        weights = load_file(run_dir / stage / "final" / "model.safetensors")
+        return weights["connector.feature_mean"], weights["connector.feature_std"]
+
+    mean, std = statistics("align")
+    assert mean.abs().max() > 0 and not torch.allclose(std, torch.ones_like(std))
+    # stage 2 starts from stage 1's connector and keeps its statistics
+    assert all(torch.equal(a, b) for a, b in zip(statistics("instruct"), (mean, std), strict=True))
 
 
 def test_rerun_asks_for_resume_and_resume_finishes_a_killed_run(cli, run_dir, train_args, tmp_path):

@@ -42,6 +42,15 @@ def saved_keys(directory):
     return keys
 
 
+def calibrate_off_centre(model):
+    """Input statistics far from the identity, so the export has to fold them."""
+    generator = torch.Generator().manual_seed(0)
+    dim = model.connector.vision_dim
+    features = torch.randn(64, dim, generator=generator) * 3 + torch.randn(dim, generator=generator)
+    model.connector.calibrate(features)
+    assert model.connector.feature_mean.abs().max() > 0.1
+
+
 def logits_of(model, ids, mask, pixel_values):
     with torch.no_grad():
         return model(input_ids=ids, attention_mask=mask, pixel_values=pixel_values).logits
@@ -57,6 +66,7 @@ def logits_of(model, ids, mask, pixel_values):
 )
 def test_exported_llava_gives_the_same_logits(tmp_path, vision, language_model, options):
     model = make_model(vision, language_model, **options)
+    calibrate_off_centre(model)
     model.save_pretrained(tmp_path / "ocelli")
     out = export_llava_hf(tmp_path / "ocelli", tmp_path / "llava")
     llava, info = LlavaForConditionalGeneration.from_pretrained(out, output_loading_info=True)

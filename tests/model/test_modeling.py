@@ -62,6 +62,24 @@ def test_loss_is_the_shifted_next_token_loss_ignoring_minus_100():
     torch.testing.assert_close(out.loss, expected)
 
 
+def test_connector_standardizes_with_calibrated_statistics(tmp_path):
+    model = make_model("siglip-tiny", "qwen2-tiny")
+    connector = model.connector
+    features = torch.randn(4, 16, connector.vision_dim) * 5 + 7
+    connector.calibrate(features)
+    standardized = connector.standardize(features).reshape(-1, connector.vision_dim)
+    torch.testing.assert_close(
+        standardized.mean(0), torch.zeros(connector.vision_dim), atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(
+        standardized.std(0), torch.ones(connector.vision_dim), atol=1e-4, rtol=0
+    )
+    model.save_pretrained(tmp_path)
+    loaded = OcelliForConditionalGeneration.from_pretrained(tmp_path)
+    assert torch.equal(loaded.connector.feature_mean, connector.feature_mean)
+    assert torch.equal(loaded.connector.feature_std, connector.feature_std)
+
+
 def test_save_and_load_give_identical_logits(tmp_path):
     model = make_model("siglip-tiny", "qwen2-tiny")
     model.save_pretrained(tmp_path)

@@ -152,7 +152,28 @@ def llava_state_dict(
         state[renames[prefix] + key[len(prefix) :]] = tensor.detach().contiguous()
     if model.config.tie_word_embeddings:
         state.pop("language_model.lm_head.weight", None)  # tied to the input embeddings
+    _fold_standardization(state, "multi_modal_projector.")
     return state
+
+
+def _fold_standardization(state: dict[str, torch.Tensor], prefix: str) -> None:
+    """Llava's projector has no input standardisation: fold ours into its first layer,
+    W (x - mean) / std + b = (W / std) x + (b - (W / std) mean), exactly."""
+    mean = state.pop(prefix + "feature_mean").double()
+    std = state.pop(prefix + "feature_std").double()
+    weight = state[prefix + "linear_1.weight"]
+    folded = weight.double() / std
+    shift = folded @ mean
+    bias_key = prefix + "linear_1.bias"
+    if bias_key not in state:
+        if bool(shift.abs().max() > 0):
+            raise ConfigError(
+                "this model's connector has no bias, so its calibrated input mean cannot be "
+                "folded into Llava's projector; train with connector_config.bias=true to export"
+            )
+    else:
+        state[bias_key] = (state[bias_key].double() - shift).to(weight.dtype).contiguous()
+    state[prefix + "linear_1.weight"] = folded.to(weight.dtype).contiguous()
 
 
 def _save_weights(state: dict[str, torch.Tensor], out_dir: Path, max_shard_size: str) -> None:

@@ -31,3 +31,21 @@ def precompute_vision_features(
             features[path] = feature.clone()
     model.train(was_training)
     return features
+
+
+@torch.no_grad()
+def calibrate_connector(
+    model: Any,
+    processor: Any,
+    image_paths: list[str],
+    features: dict[str, torch.Tensor] | None = None,
+    max_images: int = 2048,
+) -> None:
+    """Measure the connector's input statistics on (up to `max_images` of) the training
+    images; `features` are reused when the stage already computed them."""
+    if features is None:
+        features = precompute_vision_features(
+            model, processor, image_paths[:max_images], progress=False
+        )
+    sample = [features[path] for path in list(features)[:max_images]]
+    model.connector.calibrate(torch.stack(sample))

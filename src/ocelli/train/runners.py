@@ -200,21 +200,26 @@ def _multimodal_stage(
     resume: bool,
     max_steps: int | None,
     adapter_parts: tuple[str, ...] = (),
+    calibrate: bool = False,
 ) -> dict[str, Any]:
+    """Train `model` on a world conversation file; `calibrate` (a new connector) first
+    measures the statistics its input standardisation uses on the training images."""
     from ocelli.data import ConversationDataset, PadCollator, count_tokens, load_conversations
     from ocelli.train import train
+    from ocelli.train.features import calibrate_connector, precompute_vision_features
 
     section: StageSection = getattr(recipe, stage)
     stage_dir = paths.stage(stage)
     records = load_conversations(paths.world("train") / data_file)
     dataset = ConversationDataset(records, processor)
     groups = param_groups(model, section, stage, adapter_parts)
-    if "vision" not in groups and getattr(model, "vision_tower", None) is not None:
-        from ocelli.train.features import precompute_vision_features
-
+    has_tower = getattr(model, "vision_tower", None) is not None
+    if "vision" not in groups and has_tower:
         dataset.vision_features = precompute_vision_features(
             model, processor, dataset.image_paths()
         )
+    if calibrate and has_tower:
+        calibrate_connector(model, processor, dataset.image_paths(), dataset.vision_features)
     result = train(
         model,
         dataset,
@@ -278,6 +283,7 @@ def run_align_stage(
         recipe.align.data or "describe.json",
         resume,
         max_steps,
+        calibrate=True,
     )
 
 
@@ -287,12 +293,13 @@ def run_instruct_stage(
     from ocelli.data import OcelliProcessor
     from ocelli.model import OcelliForConditionalGeneration, apply_lora
 
-    if recipe.align.enabled:
+    fresh_connector = not recipe.align.enabled
+    if fresh_connector:
+        model, processor = _fresh_model(recipe, paths, tokenizer)
+    else:
         start = require(paths.model("align"), "instruct", "the stage 1 (align) model")
         model = OcelliForConditionalGeneration.from_pretrained(start)
         processor = OcelliProcessor.from_pretrained(start)
-    else:
-        model, processor = _fresh_model(recipe, paths, tokenizer)
     if recipe.instruct.lora:
         model = apply_lora(model, **recipe.instruct.lora)
     summary = _multimodal_stage(
@@ -305,6 +312,7 @@ def run_instruct_stage(
         resume,
         max_steps,
         adapter_parts=("language_model",) if recipe.instruct.lora else (),
+        calibrate=fresh_connector,
     )
     if recipe.instruct.lora and _is_main_process():
         _save_merged(model, processor, paths)

@@ -20,4 +20,4 @@ class LinearConnector(Connector):
         self.linear = nn.Linear(vision_dim, text_dim, bias=self.options["bias"])
 
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
-        return self.linear(image_features)
+        return self.linear(self.standardize(image_features))

@@ -37,4 +37,4 @@ class MLPConnector(Connector):
             )
 
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
-        return self.linear_2(self.act(self.linear_1(image_features)))
+        return self.linear_2(self.act(self.linear_1(self.standardize(image_features))))
