@@ -94,14 +94,46 @@ def _add_use(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--model", required=True)
     export.add_argument("--format", default="llava-hf", choices=["llava-hf"])
     export.add_argument("--out", required=True)
-    evaluate = sub.add_parser("eval", help="exact-match VQA of a model on a world split")
-    evaluate.add_argument("--model", required=True)
-    evaluate.add_argument("--data", required=True, help="a world directory (ocelli world generate)")
-    evaluate.add_argument("--limit", type=_positive_int, default=None)
-    evaluate.add_argument("--batch-size", type=_positive_int, default=32)
-    evaluate.add_argument("--out", default=None, help="directory for results.json and samples")
+    _add_eval(sub)
     listing = sub.add_parser("list", help="print what is registered")
     listing.add_argument("what", choices=["connectors", "encoders", "language-models", "recipes"])
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    evaluate = sub.add_parser(
+        "eval",
+        help="evaluate a model on tasks; `eval --list`, `eval compare RUN_A RUN_B`",
+        description="ocelli eval --model DIR|openai:URL --tasks t1,t2 [--data DIR] --out OUTDIR; "
+        "ocelli eval --list; ocelli eval compare RUN_A RUN_B",
+    )
+    evaluate.add_argument("compare", nargs="*", metavar="compare RUN_A RUN_B")
+    evaluate.add_argument(
+        "--model", default=None, help="model directory or openai:http://host:port/v1"
+    )
+    evaluate.add_argument(
+        "--tasks", default="world_vqa", help="task names or task files, comma-separated"
+    )
+    evaluate.add_argument("--data", default=None, help="a world split (ocelli world generate)")
+    evaluate.add_argument("--limit", type=_positive_int, default=None, help="samples per task")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=16)
+    evaluate.add_argument("--out", default=None, help="run directory (rerun into it to resume)")
+    evaluate.add_argument("--list", action="store_true", help="print the registered tasks")
+    evaluate.add_argument("--retries", type=int, default=2, help="retries of a failed request")
+    evaluate.add_argument("--api-model", default="default", help="model name sent to the server")
+    evaluate.add_argument("--api-key", default=None, help="API key (default: $OPENAI_API_KEY)")
+    evaluate.add_argument(
+        "--timeout", type=_positive_float, default=60.0, help="seconds per request"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

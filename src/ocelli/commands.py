@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -144,27 +143,10 @@ def export(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from ocelli.eval.world_vqa import evaluate_world_vqa, load_questions
-    from ocelli.generate import load
-    from ocelli.utils import atomic_write_json, provenance
+    from ocelli.eval.cli import eval_command
 
-    load_questions(args.data, limit=1)  # a wrong --data fails before the model loads
     _quiet_model_loading()
-    result = evaluate_world_vqa(
-        load(args.model), args.data, limit=args.limit, batch_size=args.batch_size
-    )
-    console.print(json.dumps(result.metrics, indent=2, ensure_ascii=False))
-    if args.out:
-        atomic_write_json(
-            Path(args.out) / "results.json",
-            {
-                "metrics": result.metrics,
-                "model": args.model,
-                "data": args.data,
-                "provenance": provenance(),
-            },
-        )
-    return 0
+    return eval_command(args, console)
 
 
 def listing(args: argparse.Namespace) -> int:

@@ -149,8 +149,8 @@ def test_eval_writes_results(cli, run_dir, tmp_path):
     result = cli("eval", "--model", model, "--data", data, "--limit", 8, "--out", out)
     assert result.code == 0, result.err
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert results["metrics"]["num_questions"] == 8
-    assert 0.0 <= results["metrics"]["accuracy"] <= 1.0
+    assert results["tasks"]["world_vqa"]["num_scored"] == 8
+    assert 0.0 <= results["tasks"]["world_vqa"]["metrics"]["accuracy"] <= 1.0
     assert results["provenance"]["ocelli_version"] == ocelli.__version__
 
 

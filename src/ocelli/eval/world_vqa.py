@@ -86,7 +86,7 @@ def evaluate_world_vqa(
     questions = load_questions(data_dir, limit)
     records = []
     start = time.perf_counter()
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task(description, total=len(questions))
         for begin in range(0, len(questions), batch_size):
             chunk = questions[begin : begin + batch_size]
@@ -144,7 +144,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     return metrics
 
 
-def _progress(enabled: bool) -> Progress:
+def progress_bar(enabled: bool) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -1,0 +1,52 @@
+"""`ocelli eval` as one function: tasks -> samples -> answers -> metrics -> reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ocelli.eval.backends import make_backend
+from ocelli.eval.report import write_report
+from ocelli.eval.results import build_results, score_runs, write_results
+from ocelli.eval.runner import prepare, run_tasks
+from ocelli.eval.tasks import Task, resolve_tasks
+
+
+def evaluate(
+    model: str | Any,
+    tasks: str | list[Task],
+    out_dir: str | Path,
+    data_dir: str | Path | None = None,
+    limit: int | None = None,
+    batch_size: int = 16,
+    retries: int = 2,
+    api_model: str = "default",
+    api_key: str | None = None,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate `model` (a model directory, openai:URL, or a backend object) on `tasks`
+    (comma-separated names and task files, or Task objects); write samples/, results.json,
+    results.md and report.html into `out_dir` and return the results.
+
+    Rerunning into the same `out_dir` only asks what is not yet answered."""
+    task_list = resolve_tasks(tasks) if isinstance(tasks, str) else tasks
+    runs = prepare(task_list, data_dir, limit)  # bad data fails before the model loads
+    backend = make_backend(model, api_model, api_key, timeout) if isinstance(model, str) else model
+    outcome = run_tasks(backend, runs, out_dir, batch_size, retries, progress)
+    aggregates = score_runs(runs, outcome)
+    settings = {
+        "generation": backend.generation_settings(),
+        "max_new_tokens": {run.task.name: run.task.max_new_tokens for run in runs},
+        "batch_size": batch_size,
+        "retries": retries,
+        "limit": limit,
+        "data": str(data_dir) if data_dir is not None else None,
+        "seeds": {run.task.name: run.task.protocol.get("seed") for run in runs},
+    }
+    results = build_results(runs, outcome, aggregates, backend.identity(), settings)
+    write_results(out_dir, results)
+    write_report(
+        Path(out_dir) / "report.html", results, {k: v["records"] for k, v in outcome.items()}
+    )
+    return results

@@ -1,0 +1,128 @@
+"""Built-in closed-answer tasks on a world split: world_vqa, pope_{random,popular,
+adversarial}, mme and mmbench_circular. Each builds its samples from the split's
+questions.jsonl or scenes.jsonl (see docs/evaluation.md for the protocols)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ocelli.eval.metrics import pope_parse
+from ocelli.eval.tasks.base import (
+    Aggregate,
+    Sample,
+    Task,
+    accuracy_aggregate,
+    register_task,
+    yes_no_aggregate,
+)
+from ocelli.eval.tasks.world_sampling import (
+    NEGATIVE_SAMPLING,
+    ObjectStats,
+    a_phrase,
+    absent_objects,
+    combos,
+    image_rng,
+)
+from ocelli.eval.world_vqa import is_correct, load_questions, normalize_answer
+from ocelli.world.loading import load_scenes
+from ocelli.world.vocab import answer_synonyms
+
+SEED = 0  # every per-image choice below is seeded from this and the image id
+POPE_PER_IMAGE = 3  # present and as many absent objects per image, as in POPE
+
+
+def _world_vqa_build(data_dir: Path) -> list[Sample]:
+    return [
+        Sample(
+            id=str(q.get("id", index)),
+            images=[str(data_dir / q["image"])],
+            prompt=q["question"],
+            truth=q["answer"],
+            meta={k: q.get(k) for k in ("type", "subtype", "lang", "heldout")},
+        )
+        for index, q in enumerate(load_questions(data_dir))
+    ]
+
+
+def _relaxed(raw: str, truth: str, lang: str) -> bool:
+    """The canonical answer or a synonym of it anywhere in the first line of the output."""
+    text = normalize_answer(raw)
+    words = set(text.replace(",", " ").split()) if lang == "en" else None
+    for form in answer_synonyms(normalize_answer(truth), lang):
+        if (form in words) if words is not None else (form in text):
+            return True
+    return False
+
+
+def _world_vqa_aggregate(records: list[dict[str, Any]]) -> Aggregate:
+    result = accuracy_aggregate(("type", "lang", "heldout"))(records)
+    relaxed = [_relaxed(r["raw"], r["truth"], r["meta"].get("lang", "en")) for r in records]
+    result.metrics["relaxed_accuracy"] = sum(relaxed) / len(relaxed) if relaxed else 0.0
+    return result
+
+
+@register_task("world_vqa")
+def world_vqa() -> Task:
+    return Task(
+        name="world_vqa",
+        description="the world's questions (8 types, en/zh, held-out phrasings), exact match",
+        build=_world_vqa_build,
+        extract=lambda raw, sample: normalize_answer(raw),
+        score=lambda answer, sample: float(
+            is_correct(answer, sample.truth, sample.meta.get("type") or "")
+        ),
+        aggregate=_world_vqa_aggregate,
+        primary_metric="accuracy",
+        max_new_tokens=24,
+    )
+
+
+# --- POPE -------------------------------------------------------------------------------
+
+POPE_TEMPLATE = "Is there {object} in the image?"
+
+
+def _pope_build(data_dir: Path, how: str) -> list[Sample]:
+    scenes = load_scenes(data_dir)
+    stats = ObjectStats.from_scenes(scenes)
+    samples = []
+    for scene in scenes:
+        present = combos(scene)
+        if len(present) < POPE_PER_IMAGE:
+            continue  # POPE asks only about images with at least 3 objects
+        rng = image_rng(SEED, scene.id, f"pope-{how}")
+        chosen = [present[i] for i in sorted(rng.choice(len(present), POPE_PER_IMAGE, False))]
+        absent = absent_objects(present, stats, how, POPE_PER_IMAGE, rng)
+        for index, (combo, truth) in enumerate(
+            [(c, "yes") for c in chosen] + [(c, "no") for c in absent]
+        ):
+            samples.append(
+                Sample(
+                    id=f"{scene.id}_pope{index}",
+                    images=[str(data_dir / (scene.image or ""))],
+                    prompt=POPE_TEMPLATE.format(object=a_phrase(combo)),
+                    truth=truth,
+                    meta={"image_id": scene.id, "object": " ".join(combo), "lang": "en"},
+                )
+            )
+    return samples
+
+
+def _pope_task(how: str) -> Task:
+    return Task(
+        name=f"pope_{how}",
+        description=f"POPE, {how} negatives: 3 present + 3 absent colour-shape objects per image",
+        build=lambda data_dir: _pope_build(data_dir, how),
+        extract=lambda raw, sample: pope_parse(raw, sample.meta.get("lang", "en")),
+        score=lambda answer, sample: float(answer == sample.truth),
+        aggregate=yes_no_aggregate,
+        primary_metric="f1",
+        max_new_tokens=16,
+        prompt_template=POPE_TEMPLATE,
+        protocol={"negative_sampling": how, "per_image": POPE_PER_IMAGE, "seed": SEED},
+    )
+
+
+for _how in NEGATIVE_SAMPLING:
+    register_task(f"pope_{_how}")(lambda how=_how: _pope_task(how))
