@@ -6,6 +6,7 @@ loaded by path because --import-mode=importlib keeps test folders off sys.path."
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,15 @@ TESTS = Path(__file__).resolve().parents[1]
 def _load(path: Path, name: str):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
 WORLD_CONFTEST = _load(TESTS / "world" / "conftest.py", "world_conftest_for_eval")
 GENERATE_CONFTEST = _load(TESTS / "generate" / "conftest.py", "generate_conftest_for_eval")
+CLI_CONFTEST = _load(TESTS / "cli" / "conftest.py", "cli_conftest_for_eval")
+cli = CLI_CONFTEST.cli  # the `cli(...)` fixture: run `ocelli ...` in-process
 
 
 @pytest.fixture(scope="session", autouse=True)

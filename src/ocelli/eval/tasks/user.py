@@ -10,7 +10,7 @@ JSON) that names one and says how to prompt and score.
     description: ...                 # optional
 
 Every human turn with the gpt turn after it becomes one question (earlier turns are not
-sent as history). `vqa` scoring takes the reference answers from a record's "answers"
+sent as history). `yes_no` reads answers and truths with POPE's parser. `vqa` scoring takes the reference answers from a record's "answers"
 list when it has one (VQAv2 style), else the gpt turn.
 """
 
@@ -43,7 +43,7 @@ SCORERS = {
         lambda a, s: float(a == normalize_answer(s.truth)),
     ),
     "relaxed": (lambda raw, s: normalize_answer(raw), lambda a, s: _relaxed_match(a, s.truth)),
-    "yes_no": (lambda raw, s: pope_parse(raw), lambda a, s: float(a == pope_parse(s.truth))),
+    "yes_no": (lambda raw, s: pope_parse(raw), lambda a, s: float(a == s.truth)),
     "vqa": (lambda raw, s: raw, lambda a, s: vqa_accuracy(a, s.meta["answers"])),
 }
 
@@ -69,7 +69,7 @@ def load_task_file(path: str | Path) -> Task:
         raise ConfigError(
             f"task file {path} is not valid {path.suffix[1:].upper()}: {exc}"
         ) from None
-    if isinstance(spec, list):  # a LLaVA-format data file itself
+    if isinstance(spec, list) and path.suffix == ".json":  # LLaVA-format data itself
         return _data_task({"name": path.stem, "data": path.name}, path.parent, path)
     if not isinstance(spec, dict):
         raise ConfigError(
@@ -143,7 +143,7 @@ def _build(data: Path, root: Path | None, template: str, kind: str) -> list[Samp
                     prompt=template.format(
                         question=question["content"].replace(IMAGE_TOKEN, "").strip()
                     ),
-                    truth=answer["content"],
+                    truth=pope_parse(answer["content"]) if kind == "yes_no" else answer["content"],
                     meta=meta,
                 )
             )
