@@ -49,7 +49,7 @@ class Task:
     description: str
     build: Callable[[Path], list[Sample]]
     extract: Callable[[str, Sample], Any]
-    score: Callable[[Any, Sample], float]
+    score: Callable[[Any, Sample], float | None]  # None: scored per unit in aggregate
     aggregate: Callable[[list[dict[str, Any]]], Aggregate]
     primary_metric: str
     max_new_tokens: int = 16
