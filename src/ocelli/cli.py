@@ -136,6 +136,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from ocelli.serve.cli import add_serve_parser
+
+    add_serve_parser(sub, _positive_int, _positive_float)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ocelli import __version__
 
@@ -151,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_world(sub)
     _add_train(sub)
     _add_use(sub)
+    _add_serve(sub)
     return parser
 
 

@@ -167,6 +167,13 @@ def listing(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve(args: argparse.Namespace) -> int:
+    from ocelli.serve.cli import serve_command
+
+    _quiet_model_loading()
+    return serve_command(args)
+
+
 HANDLERS = {
     "world": world,
     "train": train,
@@ -175,4 +182,5 @@ HANDLERS = {
     "export": export,
     "eval": evaluate,
     "list": listing,
+    "serve": serve,
 }

@@ -1,0 +1,329 @@
+"""The batching engine: concurrent requests are decoded together, one token per step.
+
+Iteration-level (continuous) batching with a KV cache. One worker thread owns the model
+and loops:
+
+1. admit waiting sequences while the batch has room (`max_batch_size`), and prefill
+   them together: their prompts, left-padded into one forward pass with their images,
+   fill a fresh KV cache whose rows then join the running batch's cache (kv.py);
+2. run one decode step for every running row: each row's last token goes in, one
+   forward pass over the whole batch reads the shared cache and gives each row its next
+   token (per-row greedy or sampling, sampling.py);
+3. rows that finished (a stop token, a stop string, max_tokens, or a client that went
+   away) leave the batch before the next step; their slots go to waiting sequences.
+
+So requests join and leave between decode steps and never wait for each other's
+answers to end. Because each row keeps its own positions and the padding is masked,
+a row's greedy tokens are those it would get decoded alone.
+
+Results reach the asyncio side through a `Handle`: text deltas, then a `Completion`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ocelli.data.processing import OcelliProcessor
+from ocelli.errors import PromptError
+from ocelli.serve.errors import InternalError, ShuttingDown
+from ocelli.serve.kv import BatchCache, new_cache, prefill_positions
+from ocelli.serve.sampling import SamplingParams, next_tokens
+from ocelli.serve.text import TextStream
+
+log = logging.getLogger("ocelli.serve")
+THROUGHPUT_WINDOW_S = 10.0
+
+
+@dataclass
+class Prompt:
+    """A tokenized prompt: image placeholders already expanded, images preprocessed."""
+
+    input_ids: list[int]
+    pixel_values: torch.Tensor | None = None  # (num_images, 3, H, W)
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str  # "stop" or "length"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Handle:
+    """The asyncio side of one sequence: its text deltas, then its Completion."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.cancelled = False
+        self.completion: Completion | None = None
+
+    def cancel(self) -> None:
+        """Stop generating; the engine frees the slot before its next step."""
+        self.cancelled = True
+
+    async def deltas(self) -> AsyncIterator[str]:
+        """Text as it is generated; sets `completion` when the sequence ends."""
+        while True:
+            kind, value = await self._events.get()
+            if kind == "delta":
+                yield value
+            elif kind == "done":
+                self.completion = value
+                return
+            else:
+                raise value
+
+    async def result(self) -> Completion:
+        async for _ in self.deltas():
+            pass
+        assert self.completion is not None
+        return self.completion
+
+    def _send(self, kind: str, value: Any) -> None:
+        """Called from the engine thread."""
+        try:
+            self._loop.call_soon_threadsafe(self._events.put_nowait, (kind, value))
+        except RuntimeError:  # the event loop is closed: nobody is listening any more
+            self.cancelled = True
+
+
+@dataclass
+class _Sequence:
+    prompt: Prompt
+    params: SamplingParams
+    handle: Handle
+    max_tokens: int
+    generator: torch.Generator | None = None
+    token_ids: list[int] = field(default_factory=list)
+    stream: TextStream = field(default_factory=TextStream)
+    finished: bool = False
+
+
+class Engine:
+    """Decodes many sequences at once with one model; start() runs its worker thread."""
+
+    def __init__(self, model: Any, processor: OcelliProcessor, max_batch_size: int = 8) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.max_batch_size = max_batch_size
+        self._text_config = getattr(model.config, "text_config", model.config)
+        self._context = getattr(self._text_config, "max_position_embeddings", None)
+        self._stop_ids = set(processor.stop_token_ids)
+        self._device = next(model.parameters()).device
+        self._dtype = next(model.parameters()).dtype
+        self._cond = threading.Condition()
+        self._waiting: collections.deque[_Sequence] = collections.deque()
+        self._rows: list[_Sequence] = []
+        self._batch: BatchCache | None = None
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        new_cache(self._text_config)  # fail now, not at the first request, on unsupported LMs
+        self.prompt_tokens_total = 0
+        self.generated_tokens_total = 0
+        self._recent: collections.deque[tuple[float, int]] = collections.deque()
+
+    # --- the asyncio side ---------------------------------------------------------------
+
+    def start(self) -> Engine:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ocelli-engine", daemon=True)
+            self._thread.start()
+        return self
+
+    def submit(self, prompt: Prompt, params: SamplingParams) -> Handle:
+        """Queue a sequence; call from a running event loop, which receives its results."""
+        max_tokens = params.max_tokens
+        if self._context is not None:
+            room = self._context - len(prompt.input_ids)
+            if room <= 0:
+                raise PromptError(
+                    f"the prompt is {len(prompt.input_ids)} tokens, which fills the model's "
+                    f"context of {self._context}; shorten it or send fewer images"
+                )
+            max_tokens = min(max_tokens, room)
+        handle = Handle(asyncio.get_running_loop())
+        sequence = _Sequence(prompt, params, handle, max_tokens, params.generator())
+        sequence.stream = TextStream(params.stop)
+        with self._cond:
+            if self._stopping:
+                raise ShuttingDown("the server is shutting down; retry on another instance")
+            self._waiting.append(sequence)
+            self._cond.notify()
+        return handle
+
+    @property
+    def num_running(self) -> int:
+        return len(self._rows)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self._waiting)
+
+    def tokens_per_second(self) -> float:
+        """Generated tokens per second over the last few seconds."""
+        now = time.monotonic()
+        recent = [(t, n) for t, n in list(self._recent) if now - t <= THROUGHPUT_WINDOW_S]
+        return sum(n for _, n in recent) / THROUGHPUT_WINDOW_S
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Finish what is queued and running, then stop; False if `timeout` ran out first."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # --- the worker thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            joiners = self._admit()
+            if joiners is None:
+                return
+            try:
+                with torch.inference_mode():
+                    if joiners:
+                        self._prefill(joiners)
+                    if self._rows:
+                        self._decode_step()
+            except Exception as exc:  # noqa: BLE001 - one failed batch must not stop the server
+                log.exception(
+                    "generation failed; failing the %d sequence(s) in the batch", len(self._rows)
+                )
+                self._fail(joiners + self._rows, exc)
+
+    def _admit(self) -> list[_Sequence] | None:
+        """Waiting sequences that fit in the batch; blocks while idle; None: stop."""
+        with self._cond:
+            while not self._waiting and not self._rows and not self._stopping:
+                self._cond.wait()
+            if self._stopping and not self._waiting and not self._rows:
+                return None
+            joiners: list[_Sequence] = []
+            while self._waiting and len(self._rows) + len(joiners) < self.max_batch_size:
+                sequence = self._waiting.popleft()
+                if not sequence.handle.cancelled:
+                    joiners.append(sequence)
+            return joiners
+
+    def _prefill(self, joiners: list[_Sequence]) -> None:
+        batch = self.processor.pad([s.prompt.input_ids for s in joiners], padding_side="left")
+        mask = batch["attention_mask"].to(self._device)
+        images = [s.prompt.pixel_values for s in joiners if s.prompt.pixel_values is not None]
+        pixel_values = torch.cat(images).to(self._device, self._dtype) if images else None
+        cache = new_cache(self._text_config)
+        output = self.model(
+            input_ids=batch["input_ids"].to(self._device),
+            pixel_values=pixel_values,
+            attention_mask=mask,
+            position_ids=prefill_positions(mask),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        joined = BatchCache(cache, mask)
+        if self._batch is None:
+            self._batch = joined
+        else:
+            self._batch.join(joined)
+        self._rows += joiners
+        self.prompt_tokens_total += sum(len(s.prompt.input_ids) for s in joiners)
+        self._advance(joiners, output.logits[:, -1])
+        self._drop_finished()
+
+    def _decode_step(self) -> None:
+        assert self._batch is not None
+        input_ids = torch.tensor([[s.token_ids[-1]] for s in self._rows], device=self._device)
+        mask, positions = self._batch.step_inputs()
+        output = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=self._batch.cache,
+            use_cache=True,
+        )
+        self._advance(self._rows, output.logits[:, -1])
+        self._drop_finished()
+
+    def _advance(self, sequences: list[_Sequence], logits: torch.Tensor) -> None:
+        tokens = next_tokens(
+            logits, [s.params for s in sequences], [s.generator for s in sequences]
+        )
+        for sequence, token in zip(sequences, tokens, strict=True):
+            self._accept(sequence, token)
+        self.generated_tokens_total += len(sequences)
+        self._recent.append((time.monotonic(), len(sequences)))
+        while self._recent and time.monotonic() - self._recent[0][0] > THROUGHPUT_WINDOW_S:
+            self._recent.popleft()
+
+    def _accept(self, sequence: _Sequence, token: int) -> None:
+        if sequence.handle.cancelled:
+            sequence.finished = True
+            return
+        # The stop token is kept in the cache input but never shown.
+        sequence.token_ids.append(token)
+        if token in self._stop_ids and not sequence.params.ignore_eos:
+            self._finish(sequence, "stop", len(sequence.token_ids) - 1)
+            return
+        at_limit = len(sequence.token_ids) >= sequence.max_tokens
+        delta = sequence.stream.update(self._decode(sequence.token_ids))
+        if delta:
+            sequence.handle._send("delta", delta)
+        if sequence.stream.stopped:
+            self._finish(sequence, "stop", len(sequence.token_ids))
+        elif at_limit:
+            self._finish(sequence, "length", len(sequence.token_ids))
+
+    def _finish(self, sequence: _Sequence, reason: str, num_answer_tokens: int) -> None:
+        answer_ids = sequence.token_ids[:num_answer_tokens]
+        delta = sequence.stream.update(self._decode(answer_ids), final=True)
+        if delta:
+            sequence.handle._send("delta", delta)
+        sequence.finished = True
+        completion = Completion(
+            text=sequence.stream.text,
+            finish_reason=reason,
+            prompt_tokens=len(sequence.prompt.input_ids),
+            completion_tokens=len(sequence.token_ids),
+        )
+        sequence.handle._send("done", completion)
+
+    def _decode(self, token_ids: list[int]) -> str:
+        return self.processor.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def _drop_finished(self) -> None:
+        for sequence in self._rows:
+            if sequence.handle.cancelled:
+                sequence.finished = True
+        keep = [row for row, s in enumerate(self._rows) if not s.finished]
+        if len(keep) == len(self._rows):
+            return
+        self._rows = [self._rows[row] for row in keep]
+        if not keep:
+            self._batch = None
+        else:
+            assert self._batch is not None
+            self._batch.keep(keep)
+
+    def _fail(self, sequences: list[_Sequence], exc: Exception) -> None:
+        error = InternalError(
+            f"generation failed ({type(exc).__name__}: {exc}); see the server log"
+        )
+        for sequence in {id(s): s for s in sequences}.values():
+            if not sequence.finished:
+                sequence.finished = True
+                sequence.handle._send("error", error)
+        self._rows, self._batch = [], None
