@@ -91,6 +91,16 @@ def client(server):
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0, timeout=60)
 
 
+def wait_until(condition, timeout: float = 10.0) -> bool:
+    """Poll `condition` until it holds; False if `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
 def png_bytes(seed: int = 0, size: int = 24) -> bytes:
     pixels = np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8)
     buffer = io.BytesIO()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from types import FrameType
 
 import torch
@@ -29,7 +30,12 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self.state.draining = True
-        super().handle_exit(sig, frame)
+        # uvicorn's own handler also records the signal to re-raise it after shutdown,
+        # so the process would die by SIGTERM; a completed drain should exit 0 instead.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl-C: stop waiting for in-flight requests
+        else:
+            self.should_exit = True
 
 
 def build_engine(model_dir: str | os.PathLike, config: ServeConfig, device: str = "cpu") -> Engine:

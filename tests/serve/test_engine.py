@@ -1,0 +1,126 @@
+"""The batching engine on its own: batched greedy decoding equals one-at-a-time decoding,
+requests join and leave a running batch, and seeded sampling ignores batch company."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ocelli.serve import Engine, Prompt, SamplingParams
+
+from .conftest import png_bytes, wait_until
+
+QUESTIONS = [
+    "What colour is the cube?",
+    "How many green cylinders are there to the left of the big blue sphere?",
+    "有几个球？",
+    "Is there a red cube?",
+    "Describe the scene in detail, object by object.",
+    "Two.",
+    "Where is the small sphere?",
+    "What is behind the cylinder?",
+]
+
+
+def make_prompt(pipeline, question: str, with_image: bool) -> Prompt:
+    images = [png_bytes(len(question))] if with_image else []
+    messages = pipeline.conversation(images, question)
+    input_ids = pipeline.processor.encode_prompt(messages, len(images))["input_ids"]
+    pixels = pipeline.processor.image_processor(images) if images else None
+    return Prompt(input_ids, pixels)
+
+
+@pytest.fixture
+def engine(pipeline, one_thread):
+    engine = Engine(pipeline.model, pipeline.processor, max_batch_size=8).start()
+    yield engine
+    assert engine.shutdown(timeout=30)
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+async def complete(engine, prompt, params):
+    return await engine.submit(prompt, params).result()
+
+
+def test_batched_greedy_equals_single_requests(engine, pipeline):
+    prompts = [make_prompt(pipeline, q, with_image=i % 2 == 0) for i, q in enumerate(QUESTIONS)]
+    params = SamplingParams(max_tokens=12)
+
+    async def one_at_a_time():
+        return [await complete(engine, p, params) for p in prompts]
+
+    async def together():
+        return await asyncio.gather(*(complete(engine, p, params) for p in prompts))
+
+    single, batched = run(one_at_a_time()), run(together())
+    assert [c.text for c in batched] == [c.text for c in single]
+    assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in single]
+    # And both are what the library's generate-based pipeline answers.
+    expected = pipeline.chat([png_bytes(len(QUESTIONS[0]))], QUESTIONS[0], max_new_tokens=12)
+    assert single[0].text == expected
+
+
+def test_requests_join_and_leave_a_running_batch(engine, pipeline):
+    long_prompt = make_prompt(pipeline, QUESTIONS[4], with_image=True)
+    short_prompt = make_prompt(pipeline, QUESTIONS[1], with_image=False)
+    alone = run(complete(engine, short_prompt, SamplingParams(max_tokens=6, ignore_eos=True)))
+
+    async def scenario():
+        long = engine.submit(long_prompt, SamplingParams(max_tokens=400, ignore_eos=True))
+        deltas = long.deltas()
+        await anext(deltas)  # the long request is decoding; the short one joins its batch
+        short = engine.submit(short_prompt, SamplingParams(max_tokens=6, ignore_eos=True))
+        short_result = await short.result()
+        while engine.num_running == 2:  # the short one leaves after its last step
+            await asyncio.sleep(0.001)
+        still_running = engine.num_running  # the long one goes on
+        async for _ in deltas:
+            pass
+        return short_result, long.completion, still_running
+
+    short_result, long_result, still_running = run(scenario())
+    assert still_running == 1
+    assert short_result.text == alone.text
+    assert long_result.completion_tokens == 400 and long_result.finish_reason == "length"
+    assert wait_until(lambda: engine.num_running == 0 and engine.num_waiting == 0)
+
+
+def test_seeded_sampling_does_not_depend_on_batch_company(engine, pipeline):
+    prompt = make_prompt(pipeline, QUESTIONS[0], with_image=True)
+    seeded = SamplingParams(max_tokens=10, temperature=1.2, top_p=0.9, seed=11)
+    alone = run(complete(engine, prompt, seeded))
+
+    async def in_company():
+        others = [
+            complete(engine, make_prompt(pipeline, q, False), SamplingParams(max_tokens=10))
+            for q in QUESTIONS[1:5]
+        ]
+        return (await asyncio.gather(complete(engine, prompt, seeded), *others))[0]
+
+    assert run(in_company()).text == alone.text
+
+
+def test_more_requests_than_slots_queue_and_all_finish(pipeline, one_thread):
+    engine = Engine(pipeline.model, pipeline.processor, max_batch_size=2).start()
+    prompts = [make_prompt(pipeline, q, False) for q in QUESTIONS]
+
+    async def flood():
+        params = SamplingParams(max_tokens=5, ignore_eos=True)
+        return await asyncio.gather(*(complete(engine, p, params) for p in prompts))
+
+    assert [c.completion_tokens for c in run(flood())] == [5] * len(prompts)
+    assert engine.shutdown(timeout=30)
+
+
+def test_a_prompt_that_fills_the_context_is_refused(engine):
+    from ocelli.errors import PromptError
+
+    async def submit():
+        engine.submit(Prompt([1] * 5000), SamplingParams())
+
+    with pytest.raises(PromptError, match="context"):
+        run(submit())
