@@ -3,7 +3,6 @@ import warnings
 
 import pytest
 import torch
-from torch import nn
 from transformers import (
     AutoModelForImageTextToText,
     CLIPConfig,
@@ -14,22 +13,30 @@ from transformers import (
 
 from ocelli.errors import CheckpointError, ConfigError, PromptError
 from ocelli.model import (
-    CONNECTORS,
-    Connector,
     OcelliForConditionalGeneration,
     build_language_model,
     language_model_preset,
-    register_connector,
 )
 
-from .tiny import IMAGE_TOKEN_ID, LANGUAGE_MODELS, VISION, images, left_pad, make_model, prompt
+from .tiny import (
+    CONNECTORS,
+    ENCODER_FREE,
+    IMAGE_TOKEN_ID,
+    LANGUAGE_MODELS,
+    VISION,
+    images,
+    left_pad,
+    make_model,
+    prompt,
+)
 
 COMBINATIONS = [
     (vision, lm, connector)
     for vision in VISION
     for lm in LANGUAGE_MODELS
-    for connector in ("linear", "mlp")
-]
+    for connector in CONNECTORS
+    if connector not in ENCODER_FREE
+] + [(None, lm, connector) for lm in LANGUAGE_MODELS for connector in ENCODER_FREE]
 
 
 @pytest.mark.parametrize("vision, language_model, connector", COMBINATIONS)
@@ -224,37 +231,8 @@ def test_gradient_checkpointing_and_sdpa_pass_through():
     assert model.language_model.model.layers[0].mlp.up_proj.weight.grad is not None
 
 
-def test_an_encoder_free_connector_reads_the_pixels(monkeypatch, tmp_path):
-    monkeypatch.setattr(CONNECTORS, "_entries", dict(CONNECTORS._entries))
-
-    @register_connector("patches")
-    class PatchConnector(Connector):
-        """Fuyu-style: raw 8px patches, linearly projected; no vision encoder."""
-
-        requires_vision_encoder = False
-        default_options = {"patch_size": 8, "image_size": 32}
-
-        def __init__(self, vision_dim, text_dim, **options):
-            super().__init__(vision_dim, text_dim, **options)
-            self.project = nn.Linear(3 * self.options["patch_size"] ** 2, text_dim)
-
-        @classmethod
-        def output_tokens(cls, num_input_tokens, options):
-            return (options["image_size"] // options["patch_size"]) ** 2
-
-        def forward(self, pixel_values):
-            size = self.options["patch_size"]
-            return self.project(
-                nn.functional.unfold(pixel_values, size, stride=size).transpose(1, 2)
-            )
-
-    model = OcelliForConditionalGeneration.from_components(
-        None,
-        "llama-tiny",
-        "patches",
-        image_token_id=IMAGE_TOKEN_ID,
-        language_model_overrides=LANGUAGE_MODELS["llama-tiny"],
-    ).eval()
+def test_an_encoder_free_connector_reads_the_pixels(tmp_path):
+    model = make_model(None, "llama-tiny", "patches")
     assert model.vision_tower is None and model.parameter_groups()["vision"] == []
     assert model.config.num_image_tokens == 16
     ids = torch.tensor([prompt(model, [1, 8])])
@@ -263,6 +241,9 @@ def test_an_encoder_free_connector_reads_the_pixels(monkeypatch, tmp_path):
     with torch.no_grad():
         expected = model(input_ids=ids, pixel_values=images(1)).logits
         assert torch.equal(loaded(input_ids=ids, pixel_values=images(1)).logits, expected)
+        assert not torch.equal(
+            model(input_ids=ids, pixel_values=images(1, seed=4)).logits, expected
+        )
 
 
 def test_language_models_are_sized_for_the_tokenizer(tmp_path):

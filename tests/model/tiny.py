@@ -53,21 +53,40 @@ LANGUAGE_MODELS = {
 }
 
 
+# Options small enough for the tiny components: every connector gives 4 tokens per
+# 4x4 grid of features, except linear/mlp (16) and patches (16 patches of a 32px image).
+CONNECTORS = {
+    "linear": {},
+    "mlp": {},
+    "qformer": {"num_queries": 4, "num_layers": 1, "num_heads": 2},
+    "perceiver": {"num_latents": 4, "num_layers": 1, "num_heads": 2},
+    "pixel-shuffle": {"factor": 2},
+    "c-abstractor": {"num_tokens": 4},
+    "patches": {"patch_size": 8, "image_size": 32},
+}
+ENCODER_FREE = {"patches"}
+
+
 def make_model(
-    vision: str = "clip-tiny",
+    vision: str | None = "clip-tiny",
     language_model: str = "llama-tiny",
     connector: str = "mlp",
     seed: int = 0,
     **options,
 ) -> OcelliForConditionalGeneration:
+    """A tiny model; `connector_config` defaults to CONNECTORS[connector], and an
+    encoder-free connector gets no vision encoder."""
     torch.manual_seed(seed)
+    if connector in ENCODER_FREE:
+        vision = None
+    options.setdefault("connector_config", CONNECTORS.get(connector))
     model = OcelliForConditionalGeneration.from_components(
         vision,
         language_model,
         connector,
         image_token_id=IMAGE_TOKEN_ID,
         pad_token_id=PAD_TOKEN_ID,
-        vision_overrides=VISION[vision],
+        vision_overrides=VISION[vision] if vision else None,
         language_model_overrides=LANGUAGE_MODELS[language_model],
         **options,
     )

@@ -69,3 +69,35 @@ class Connector(nn.Module):
 
     def num_output_tokens(self, num_input_tokens: int) -> int:
         return type(self).output_tokens(num_input_tokens, self.options)
+
+    # -- feature-level connectors (xattn, adapter) also act inside the language model --
+    @classmethod
+    def check_language_model(cls, text_config: Any) -> None:
+        """Raise ConfigError if this connector cannot work with this LM (by its config)."""
+
+    def attach(self, language_model: nn.Module) -> None:
+        """Called once the LM exists; feature-level connectors hook into its layers here."""
+
+    def bind_images(self, is_image: torch.Tensor | None) -> None:
+        """Called before each LM pass with the image-token positions (batch, length), or
+        None for a text-only prompt; feature-level connectors route images to rows."""
+
+
+def require_positive_ints(connector: type, options: dict[str, Any], *keys: str) -> None:
+    """ConfigError naming the first of `keys` whose option is not an int >= 1."""
+    for key in keys:
+        value = options[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(
+                f"connector {connector.__name__}: connector_config.{key} must be a positive "
+                f"integer, got {value!r}"
+            )
+
+
+def require_divisible_heads(connector: type, width: int, num_heads: int) -> None:
+    if width % num_heads:
+        raise ConfigError(
+            f"connector {connector.__name__}: width {width} is not divisible by "
+            f"connector_config.num_heads {num_heads}; pick num_heads dividing {width} "
+            "(or set hidden_size)"
+        )
