@@ -80,7 +80,13 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def server(pipeline, one_thread):
-    with start_server(pipeline, max_images_per_request=3, max_prompt_tokens=400) as live:
+    with start_server(
+        pipeline,
+        max_images_per_request=3,
+        max_prompt_tokens=400,
+        max_body_bytes=2 * 1024 * 1024,
+        max_image_bytes=1024 * 1024,
+    ) as live:
         yield live
 
 
