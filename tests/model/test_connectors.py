@@ -21,7 +21,15 @@ from .tiny import (
     prompt,
 )
 
-NEW_CONNECTORS = ["qformer", "perceiver", "pixel-shuffle", "c-abstractor", "patches"]
+NEW_CONNECTORS = [
+    "qformer",
+    "perceiver",
+    "pixel-shuffle",
+    "c-abstractor",
+    "patches",
+    "xattn",
+    "adapter",
+]
 
 
 @pytest.mark.parametrize(

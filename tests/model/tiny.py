@@ -54,7 +54,8 @@ LANGUAGE_MODELS = {
 
 
 # Options small enough for the tiny components: every connector gives 4 tokens per
-# 4x4 grid of features, except linear/mlp (16) and patches (16 patches of a 32px image).
+# 4x4 grid of features, except linear/mlp (16), patches (16 patches of a 32px image) and
+# the feature-level xattn/adapter (1 placeholder per image).
 CONNECTORS = {
     "linear": {},
     "mlp": {},
@@ -63,6 +64,8 @@ CONNECTORS = {
     "pixel-shuffle": {"factor": 2},
     "c-abstractor": {"num_tokens": 4},
     "patches": {"patch_size": 8, "image_size": 32},
+    "xattn": {"num_latents": 4, "num_heads": 2},
+    "adapter": {"prompt_length": 4},
 }
 ENCODER_FREE = {"patches"}
 

@@ -87,7 +87,7 @@ class OcelliConfig(PretrainedConfig):
         # token counts a connector cannot produce (a grid not divisible by its factor)
         # fail here, before any weights exist
         connector_class.output_tokens(self.num_vision_tokens, self.connector_config)
-        connector_class.check_language_model(self.text_config)
+        connector_class.check_language_model(self.text_config, self.connector_config)
         vocab_size = self.text_config.vocab_size
         if not isinstance(self.image_token_id, int) or not 0 <= self.image_token_id < vocab_size:
             raise ConfigError(

@@ -39,9 +39,12 @@ from ocelli.model.registry import CONNECTORS, LANGUAGE_MODELS, VISION_ENCODERS
 
 @dataclass
 class OcelliCausalLMOutput(CausalLMOutputWithPast):
-    """The LM's output plus the connector's image features (num_images, tokens, text_dim)."""
+    """The LM's output plus the connector's image features (num_images, tokens, text_dim)
+    and, for a mixture-of-experts LM, its router load-balancing loss and router logits."""
 
     image_hidden_states: torch.FloatTensor | None = None
+    aux_loss: torch.FloatTensor | None = None
+    router_logits: tuple[torch.FloatTensor, ...] | None = None
 
 
 class OcelliPreTrainedModel(PreTrainedModel):
@@ -78,6 +81,7 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
         if language_model is None:
             language_model = build_language_model(config.text_config)
         self.language_model = language_model
+        self.connector.attach(language_model)  # feature-level connectors hook its layers
         # One config object per part, shared with the part itself, so a resize or an
         # attention switch on the LM is what gets saved.
         config.text_config = self.language_model.config
@@ -236,8 +240,11 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
                 vision_features = self.get_vision_features(pixel_values)
             image_features = self.connector(vision_features)
             inputs_embeds = self.merge_image_features(input_ids, inputs_embeds, image_features)
-        elif input_ids is not None and _is_prefill(past_key_values):
-            self._check_no_placeholders(input_ids)
+            self.connector.bind_images(input_ids == self.config.image_token_id)
+        elif _is_prefill(past_key_values):
+            if input_ids is not None:
+                self._check_no_placeholders(input_ids)
+            self.connector.bind_images(None)  # no images left over from an earlier batch
         outputs = self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -256,6 +263,10 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             image_hidden_states=image_features,
+            # mixture-of-experts LMs with output_router_logits: their loss already
+            # includes router_aux_loss_coef * aux_loss
+            aux_loss=getattr(outputs, "aux_loss", None),
+            router_logits=getattr(outputs, "router_logits", None),
         )
 
     def _check_no_placeholders(self, input_ids: torch.Tensor) -> None:

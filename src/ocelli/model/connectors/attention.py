@@ -122,3 +122,24 @@ class QueryResampler(nn.Module):
         for layer in self.layers:
             queries = layer(queries, features)
         return self.output_projection(self.norm(queries))
+
+
+class GatedCrossAttentionBlock(nn.Module):
+    """Flamingo's block inserted before an LM layer: the text attends to the images, then
+    a feed-forward, each added through tanh(gate). The gates start at zero, so a new
+    block leaves the LM's hidden states exactly as they were."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attention = Attention(dim, num_heads)
+        self.attention_gate = nn.Parameter(torch.zeros(1))
+        self.feed_forward = FeedForward(dim)
+        self.feed_forward_gate = nn.Parameter(torch.zeros(1))
+
+    def forward(
+        self, hidden_states: torch.Tensor, context: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        attended = self.attention(self.norm(hidden_states), context, mask)
+        hidden_states = hidden_states + self.attention_gate.tanh() * attended
+        return hidden_states + self.feed_forward_gate.tanh() * self.feed_forward(hidden_states)

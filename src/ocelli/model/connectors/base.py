@@ -72,7 +72,7 @@ class Connector(nn.Module):
 
     # -- feature-level connectors (xattn, adapter) also act inside the language model --
     @classmethod
-    def check_language_model(cls, text_config: Any) -> None:
+    def check_language_model(cls, text_config: Any, options: dict[str, Any]) -> None:
         """Raise ConfigError if this connector cannot work with this LM (by its config)."""
 
     def attach(self, language_model: nn.Module) -> None:

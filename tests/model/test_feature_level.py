@@ -1,0 +1,136 @@
+"""xattn and adapter: the image enters the LM through hooks on its layers, behind gates
+that start at zero."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from ocelli.errors import ConfigError
+from ocelli.model import OcelliConfig, language_model_preset, vision_preset
+
+from .tiny import (
+    IMAGE_TOKEN_ID,
+    LANGUAGE_MODELS,
+    PAD_TOKEN_ID,
+    VISION,
+    images,
+    left_pad,
+    make_model,
+    prompt,
+)
+
+FEATURE_LEVEL = ["xattn", "adapter"]
+LMS = ["llama-tiny", "qwen2-tiny"]
+
+
+def batch(model):
+    ids, mask = left_pad([prompt(model, [1, 8, 9]), prompt(model, [1], num_images=2)])
+    return ids, mask, images(3)
+
+
+def open_gates(model, value=0.7):
+    for name, parameter in model.connector.named_parameters():
+        if "gate" in name:
+            parameter.data.fill_(value)
+
+
+def plain_copy(language_model):
+    """The same LM without ocelli's hooks."""
+    copy = AutoModelForCausalLM.from_config(language_model.config)
+    copy.load_state_dict(language_model.state_dict())
+    return copy.eval()
+
+
+@pytest.mark.parametrize("language_model", LMS)
+@pytest.mark.parametrize("connector", FEATURE_LEVEL)
+def test_at_initialisation_the_lm_computes_exactly_what_it_does_alone(connector, language_model):
+    model = make_model("clip-tiny", language_model, connector)
+    ids, mask, pixel_values = batch(model)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, pixel_values=pixel_values)
+        embeds = model.merge_image_features(
+            ids, model.get_input_embeddings()(ids), out.image_hidden_states
+        )
+        alone = plain_copy(model.language_model)(inputs_embeds=embeds, attention_mask=mask)
+    assert torch.equal(out.logits, alone.logits)
+    open_gates(model)
+    with torch.no_grad():
+        gated = model(input_ids=ids, attention_mask=mask, pixel_values=pixel_values).logits
+    assert not torch.allclose(gated, alone.logits)
+
+
+@pytest.mark.parametrize("connector", FEATURE_LEVEL)
+def test_zero_gates_still_get_gradients(connector):
+    model = make_model("siglip-tiny", "qwen2-tiny", connector).train()
+    ids, mask, pixel_values = batch(model)
+    labels = ids.masked_fill((ids == IMAGE_TOKEN_ID) | (mask == 0), -100)
+    model(
+        input_ids=ids, attention_mask=mask, pixel_values=pixel_values, labels=labels
+    ).loss.backward()
+    gates = [p for name, p in model.connector.named_parameters() if "gate" in name]
+    assert gates and all(gate.grad is not None for gate in gates)
+    assert any(gate.grad.abs().sum() > 0 for gate in gates)
+
+
+@pytest.mark.parametrize("connector", FEATURE_LEVEL)
+def test_each_row_sees_its_own_images_in_batched_generation(connector):
+    model = make_model("clip-tiny", "llama-tiny", connector)
+    open_gates(model)
+    ids, mask, pixel_values = batch(model)
+    options = {"max_new_tokens": 4, "do_sample": False, "pad_token_id": PAD_TOKEN_ID}
+    with torch.no_grad():
+        batched = model.generate(
+            input_ids=ids, attention_mask=mask, pixel_values=pixel_values, **options
+        )[:, ids.shape[1] :]
+        first = model.generate(
+            input_ids=torch.tensor([prompt(model, [1, 8, 9])]),
+            pixel_values=pixel_values[:1],
+            **options,
+        )[:, -4:]
+        second = model.generate(
+            input_ids=torch.tensor([prompt(model, [1], num_images=2)]),
+            pixel_values=pixel_values[1:],
+            **options,
+        )[:, -4:]
+    assert torch.equal(batched, torch.cat([first, second]))
+
+
+@pytest.mark.parametrize("connector", FEATURE_LEVEL)
+def test_a_text_only_prompt_does_not_see_the_previous_images(connector):
+    model = make_model("clip-tiny", "llama-tiny", connector)
+    open_gates(model)
+    text = torch.tensor([[1, 8, 9, 10]])
+    with torch.no_grad():
+        before = model(input_ids=text).logits
+        ids, mask, pixel_values = batch(model)
+        model(input_ids=ids, attention_mask=mask, pixel_values=pixel_values)
+        assert torch.equal(model(input_ids=text).logits, before)
+
+
+def test_xattn_blocks_go_before_every_nth_layer():
+    model = make_model("clip-tiny", "llama-tiny", "xattn", connector_config={"every": 2})
+    assert len(model.connector.blocks) == 1  # the tiny LM has 2 layers
+    hooked = [bool(layer._forward_pre_hooks) for layer in model.language_model.model.layers]
+    assert hooked == [True, False]
+
+
+def config(connector, options=None, **text):
+    text_config = text or language_model_preset("llama-tiny", **LANGUAGE_MODELS["llama-tiny"])
+    return OcelliConfig(
+        vision_config=vision_preset("clip-tiny", **VISION["clip-tiny"]),
+        text_config=text_config,
+        connector=connector,
+        connector_config=options,
+        image_token_id=IMAGE_TOKEN_ID,
+    )
+
+
+@pytest.mark.parametrize("connector", FEATURE_LEVEL)
+def test_an_lm_without_hookable_layers_fails_when_the_config_is_built(connector):
+    with pytest.raises(ConfigError, match="hooks into .* got 'gpt2'.* token-level connector"):
+        config(connector, model_type="gpt2", n_embd=64, n_layer=2, n_head=2, vocab_size=96)
+
+
+def test_adapter_refuses_more_layers_than_the_lm_has():
+    with pytest.raises(ConfigError, match="num_adapted_layers 3 is more than .* 2 layers"):
+        config("adapter", {"num_adapted_layers": 3})
