@@ -34,7 +34,7 @@ def test_unknown_connector_lists_registered_names():
 def test_unknown_presets_and_encoder_types_list_the_known_ones():
     with pytest.raises(RegistryError, match="clip-tiny.*convnext-tiny.*siglip-tiny"):
         vision_preset("eva-tiny")
-    with pytest.raises(RegistryError, match="llama-tiny, qwen2-tiny"):
+    with pytest.raises(RegistryError, match="llama-tiny, qwen2-moe-tiny, qwen2-tiny"):
         language_model_preset("gpt-tiny")
     with pytest.raises(RegistryError, match="clip_vision_model"):
         OcelliConfig(

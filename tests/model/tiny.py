@@ -52,6 +52,14 @@ LANGUAGE_MODELS = {
     },
 }
 
+# Kept apart from LANGUAGE_MODELS so the every-combination test stays dense-only.
+MIXTURE_OF_EXPERTS = {
+    "qwen2-moe-tiny": {
+        **LANGUAGE_MODELS["qwen2-tiny"],
+        "moe_intermediate_size": 32,
+        "shared_expert_intermediate_size": 32,
+    }
+}
 
 # Options small enough for the tiny components: every connector gives 4 tokens per
 # 4x4 grid of features, except linear/mlp (16), patches (16 patches of a 32px image) and
@@ -90,7 +98,7 @@ def make_model(
         image_token_id=IMAGE_TOKEN_ID,
         pad_token_id=PAD_TOKEN_ID,
         vision_overrides=VISION[vision] if vision else None,
-        language_model_overrides=LANGUAGE_MODELS[language_model],
+        language_model_overrides={**LANGUAGE_MODELS, **MIXTURE_OF_EXPERTS}[language_model],
         **options,
     )
     return model.eval()

@@ -245,6 +245,10 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
             if input_ids is not None:
                 self._check_no_placeholders(input_ids)
             self.connector.bind_images(None)  # no images left over from an earlier batch
+        if labels is None and getattr(self.language_model.config, "output_router_logits", False):
+            # A mixture-of-experts LM's router loss only matters for training, and
+            # transformers' version fails on cached decoding with an attention mask.
+            kwargs.setdefault("output_router_logits", False)
         outputs = self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,

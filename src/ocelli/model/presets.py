@@ -27,6 +27,7 @@ from transformers import (
     LlamaConfig,
     PretrainedConfig,
     Qwen2Config,
+    Qwen2MoeConfig,
     SiglipVisionConfig,
 )
 
@@ -138,6 +139,27 @@ def qwen2_tiny(**overrides: Any) -> Qwen2Config:
         num_key_value_heads=max(1, defaults["num_attention_heads"] // 2), tie_word_embeddings=True
     )
     return make_config(Qwen2Config, defaults, overrides, "qwen2-tiny")
+
+
+@register_language_model("qwen2-moe-tiny")
+def qwen2_moe_tiny(**overrides: Any) -> Qwen2MoeConfig:
+    """Qwen2-MoE, 4 layers, width 256, 4 experts (2 per token) plus a shared expert.
+    The router's load-balancing loss is on (output_router_logits), so training adds
+    router_aux_loss_coef * aux_loss to the loss; 0.01 as in the Switch Transformer,
+    since the tiny model trains for few steps and Qwen's 0.001 barely acts there."""
+    defaults = _lm_defaults(overrides)
+    hidden = defaults["hidden_size"]
+    defaults.update(
+        num_key_value_heads=max(1, defaults["num_attention_heads"] // 2),
+        tie_word_embeddings=True,
+        num_experts=4,
+        num_experts_per_tok=2,
+        moe_intermediate_size=hidden,
+        shared_expert_intermediate_size=hidden,
+        output_router_logits=True,
+        router_aux_loss_coef=0.01,
+    )
+    return make_config(Qwen2MoeConfig, defaults, overrides, "qwen2-moe-tiny")
 
 
 def resolve_component(
