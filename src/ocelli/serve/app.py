@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
@@ -42,6 +43,7 @@ from ocelli.serve.prepare import RequestPreparer
 from ocelli.serve.responses import ResponseMeta, event_stream, results, whole_response
 from ocelli.serve.schema import (
     ChatCompletion,
+    ChatCompletionChunk,
     ChatCompletionRequest,
     ErrorResponse,
     Health,
@@ -50,6 +52,7 @@ from ocelli.serve.schema import (
 )
 
 log = logging.getLogger("ocelli.serve")
+CHUNK_REF = "#/components/schemas/ChatCompletionChunk"
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 422, 429, 503)
 }
@@ -115,6 +118,7 @@ def create_app(engine: Engine, config: ServeConfig, fetcher: ImageFetcher | None
         lifespan=lifespan,
     )
     app.state.server = state
+    app.openapi = lambda: _openapi_with_chunks(app)
     _add_error_handlers(app, metrics)
     _add_routes(app, state)
     app.add_middleware(
@@ -124,6 +128,21 @@ def create_app(engine: Engine, config: ServeConfig, fetcher: ImageFetcher | None
         is_draining=lambda: state.draining,
     )
     return app
+
+
+def _openapi_with_chunks(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's description plus the streamed chunk's schema, which no route returns as
+    JSON, so FastAPI would leave it out."""
+    if app.openapi_schema is None:
+        spec = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        chunk = ChatCompletionChunk.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(chunk.pop("$defs", {}))
+        schemas["ChatCompletionChunk"] = chunk
+        app.openapi_schema = spec
+    return app.openapi_schema
 
 
 def _api_key_checker(keys: tuple[str, ...]):
@@ -175,7 +194,11 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         response_model=ChatCompletion,
         responses={
             **ERRORS,
-            200: {"content": {"text/event-stream": {}}, "description": "stream=true: SSE chunks"},
+            200: {
+                "content": {"text/event-stream": {"schema": {"$ref": CHUNK_REF}}},
+                "description": "stream=false: a ChatCompletion; stream=true: server-sent "
+                "events, each `data: <ChatCompletionChunk>`, then `data: [DONE]`",
+            },
         },
     )
     async def chat_completions(

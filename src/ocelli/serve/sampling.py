@@ -11,10 +11,14 @@ from dataclasses import dataclass
 
 import torch
 
+# Below this a temperature is greedy decoding: dividing float32 logits by it would
+# overflow, and the distribution is one-hot to within float precision anyway.
+GREEDY_TEMPERATURE = 1e-4
+
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How one sequence is decoded. temperature 0 is greedy."""
+    """How one sequence is decoded. temperature 0 (or below GREEDY_TEMPERATURE) is greedy."""
 
     max_tokens: int = 64
     temperature: float = 0.0
@@ -23,9 +27,13 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
 
+    @property
+    def greedy(self) -> bool:
+        return self.temperature < GREEDY_TEMPERATURE
+
     def generator(self) -> torch.Generator | None:
         """The random stream of one sequence; None for greedy decoding."""
-        if self.temperature <= 0:
+        if self.greedy:
             return None
         generator = torch.Generator()
         if self.seed is None:
@@ -43,13 +51,15 @@ def next_tokens(
     """The next token of each row of `logits` (batch, vocab)."""
     chosen = logits.argmax(dim=-1).tolist()
     for row, (settings, generator) in enumerate(zip(params, generators, strict=True)):
-        if settings.temperature > 0:
+        if not settings.greedy:
             chosen[row] = _sample(logits[row], settings, generator)
     return chosen
 
 
 def _sample(logits: torch.Tensor, settings: SamplingParams, generator: torch.Generator) -> int:
-    probs = torch.softmax(logits.float().cpu() / settings.temperature, dim=-1)
+    logits = logits.float().cpu()
+    # Shifted so the largest logit is 0: a tiny temperature then gives -inf, not inf - inf.
+    probs = torch.softmax((logits - logits.max()) / settings.temperature, dim=-1)
     if settings.top_p < 1.0:
         sorted_probs, order = probs.sort(descending=True)
         # Keep the smallest set whose mass reaches top_p; the likeliest token always stays.
