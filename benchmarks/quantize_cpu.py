@@ -190,7 +190,13 @@ def render(record: dict[str, Any]) -> str:
         "top-1 agreement (teacher-forced)",
         "max logit difference",
     ]
-    weights = config["checkpoint"] or "random weights (no trained model: agreement is a floor)"
+    model = config["model"]
+    weights = (
+        f"trained checkpoint {config['checkpoint']}"
+        if config["checkpoint"]
+        else f"{model['language_model']} with {model['language_model_overrides']}, random "
+        "weights (near-flat logits: agreement is a floor)"
+    )
     return "\n".join(
         [
             "### int8 dynamic quantization on the CPU",
@@ -198,8 +204,7 @@ def render(record: dict[str, Any]) -> str:
             common.markdown_table(header, rows),
             "",
             f"*{common.caption(record)} LM of {results['language_model_parameters'] / 1e6:.1f}M "
-            f"parameters ({config['model']['language_model']} with "
-            f"{config['model']['language_model_overrides']}), {weights}; engine "
+            f"parameters, {weights}; engine "
             f"{results['quantized_engine']}; {config['max_new_tokens']} new tokens per "
             f"sequence, greedy, {config['rounds']} alternating timed calls per side; tokens/s = "
             "new tokens / median call time, prefill included. Produced by "

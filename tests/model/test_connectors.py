@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from ocelli.errors import ConfigError, ImageError
-from ocelli.model import CONNECTORS, OcelliConfig, OcelliForConditionalGeneration
+from ocelli.model import (
+    CONNECTORS,
+    OcelliConfig,
+    OcelliForConditionalGeneration,
+    language_model_preset,
+    vision_preset,
+)
 
 from .tiny import (
     CONNECTORS as TINY_OPTIONS,
@@ -14,7 +20,9 @@ from .tiny import (
 from .tiny import (
     EOS_TOKEN_ID,
     IMAGE_TOKEN_ID,
+    LANGUAGE_MODELS,
     PAD_TOKEN_ID,
+    VISION,
     images,
     left_pad,
     make_model,
@@ -68,17 +76,17 @@ def test_unknown_options_name_the_accepted_keys(connector):
         ({}, "c-abstractor", {"num_tokens": 25}, "more than the encoder's 16"),
         ({}, "qformer", {"num_heads": 5}, "width 64 is not divisible by .*num_heads 5"),
         ({}, "perceiver", {"num_latents": "many"}, "num_latents must be a positive integer"),
-        ({}, "patches", {"image_size": 30}, "image_size 30 is not a multiple of patch_size 8"),
+        (None, "patches", {"image_size": 30}, "image_size 30 is not a multiple of patch_size 8"),
     ],
 )
 def test_bad_options_fail_when_the_config_is_built(vision_overrides, connector, options, message):
-    from ocelli.model import language_model_preset, vision_preset
-
-    from .tiny import LANGUAGE_MODELS, VISION
-
+    """vision_overrides None: no vision encoder (encoder-free connectors)."""
+    vision = None
+    if vision_overrides is not None:
+        vision = vision_preset("clip-tiny", **{**VISION["clip-tiny"], **vision_overrides})
     with pytest.raises(ConfigError, match=message):
         OcelliConfig(
-            vision_config=vision_preset("clip-tiny", **{**VISION["clip-tiny"], **vision_overrides}),
+            vision_config=vision,
             text_config=language_model_preset("llama-tiny", **LANGUAGE_MODELS["llama-tiny"]),
             connector=connector,
             connector_config=options,
@@ -92,6 +100,18 @@ def test_grid_connectors_refuse_the_cls_token(connector):
         make_model("clip-tiny", "llama-tiny", connector, keep_cls=True)
 
 
+def test_patches_take_no_vision_encoder_and_calibrate_on_patches():
+    with pytest.raises(ConfigError, match="reads the pixels itself .* pass vision=None"):
+        OcelliForConditionalGeneration.from_components(
+            "clip-tiny", "llama-tiny", "patches", image_token_id=IMAGE_TOKEN_ID
+        )
+    model = make_model(None, "llama-tiny", "patches")
+    pixel_values = images(4) * 2 + 1
+    model.connector.calibrate(model.get_vision_features(pixel_values))
+    standardized = model.connector.standardize(model.connector.patchify(pixel_values))
+    torch.testing.assert_close(standardized.mean((0, 1)), torch.zeros(192), atol=1e-5, rtol=0)
+
+
 def test_patches_refuse_images_of_another_size():
     model = make_model(None, "llama-tiny", "patches")
     ids = torch.tensor([prompt(model, [1])])
@@ -102,7 +122,7 @@ def test_patches_refuse_images_of_another_size():
 @pytest.mark.parametrize("connector", NEW_CONNECTORS)
 def test_save_and_load_give_identical_logits(connector, tmp_path):
     model = make_model("siglip-tiny", "qwen2-tiny", connector)
-    model.connector.calibrate(torch.randn(8, 4, model.connector.vision_dim) + 3)
+    model.connector.calibrate(model.get_vision_features(images(4, seed=7) * 2 + 1))
     model.save_pretrained(tmp_path)
     loaded = OcelliForConditionalGeneration.from_pretrained(tmp_path).eval()
     assert loaded.config.connector_config == model.config.connector_config

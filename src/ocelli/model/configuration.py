@@ -77,6 +77,12 @@ class OcelliConfig(PretrainedConfig):
                     f"connector {self.connector!r} needs a vision encoder but vision_config is None; "
                     "give a vision config (e.g. the preset 'clip-tiny') or an encoder-free connector"
                 )
+        elif not connector_class.requires_vision_encoder:
+            raise ConfigError(
+                f"connector {self.connector!r} reads the pixels itself and takes no vision "
+                "encoder, but a vision_config was given; pass vision=None (from_components) "
+                "or pick a connector that reads encoder features"
+            )
         else:
             vision_adapter(self.vision_config).check(
                 self.vision_config, self.vision_feature_layer, self.keep_cls

@@ -54,6 +54,11 @@ class PatchConnector(Connector):
         patch = self.options["patch_size"]
         return nn.functional.unfold(pixel_values, patch, stride=patch).transpose(1, 2)
 
+    @torch.no_grad()
+    def calibrate(self, pixel_values: torch.Tensor, eps: float = 1e-5) -> None:
+        """Statistics per patch entry, from (num_images, 3, H, W) pixels."""
+        super().calibrate(self.patchify(pixel_values), eps)
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         patches = self.patchify(pixel_values.to(self.projection.weight.dtype))
         return self.projection(self.standardize(patches))
