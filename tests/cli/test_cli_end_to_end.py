@@ -183,6 +183,14 @@ def test_quickstart_writes_report_and_metrics(quickstart_dir):
     assert set(metrics["evaluation"]) == {"test", "cogent-b"}
     assert all(split["num_questions"] == 8 for split in metrics["evaluation"].values())
     assert metrics["recipe"]["eval"]["limit"] == 8
+    hallucination = metrics["hallucination"]
+    assert set(hallucination) == {"pope_random", "pope_popular", "pope_adversarial", "chair"}
+    assert all(
+        0 <= hallucination[f"pope_{kind}"]["yes_ratio"] <= 1
+        for kind in ("random", "popular", "adversarial")
+    )
+    assert 0 <= hallucination["chair"]["chair_i"] <= 1
+    assert (quickstart_dir / "eval" / "hallucination" / "report.html").is_file()
     provenance = metrics["provenance"]
     assert provenance["ocelli_version"] == ocelli.__version__
     commit = provenance["git_commit"]  # None only outside a git checkout

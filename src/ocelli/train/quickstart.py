@@ -16,6 +16,10 @@ EVAL_SPLITS = {
     "test": "in-distribution test",
     "cogent-b": "compositional hold-out (CoGenT B)",
 }
+# Hallucination probes on the test split (ocelli.eval tasks): object existence asked
+# POPE's way with its three kinds of absent objects, and CHAIR over generated captions.
+HALLUCINATION_TASKS = ("pope_random", "pope_popular", "pope_adversarial", "chair")
+HALLUCINATION_METRICS = ("accuracy", "f1", "yes_ratio", "chair_i", "chair_s")
 
 
 def evaluate_run(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[str, Any]:
@@ -56,6 +60,33 @@ def evaluate_run(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[s
     return evaluations
 
 
+def evaluate_hallucination(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """POPE and CHAIR on the test split, written to eval/hallucination/ (results.json,
+    per-sample answers, report.html); returns each task's headline metrics."""
+    from ocelli.eval.harness import evaluate
+
+    data_dir = run_dir / "world" / "test"
+    if not (data_dir / "scenes.jsonl").is_file():
+        return {}
+    results = evaluate(
+        str(run_dir / "instruct" / "final"),
+        ",".join(HALLUCINATION_TASKS),
+        run_dir / "eval" / "hallucination",
+        data_dir=data_dir,
+        limit=recipe.eval.limit,
+        batch_size=recipe.eval.batch_size,
+        progress=progress,
+    )
+    return {
+        name: {
+            key: round(value, 4)
+            for key, value in task["metrics"].items()
+            if key in HALLUCINATION_METRICS
+        }
+        for name, task in results["tasks"].items()
+    }
+
+
 def pick_samples(records: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
     """A spread of samples across question types and languages, wrong ones included."""
     by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -81,6 +112,7 @@ def run_quickstart(
     timings = dict(trained["timings"])
     start_eval = time.perf_counter()
     evaluations = evaluate_run(recipe, out_dir, progress=progress)
+    hallucination = evaluate_hallucination(recipe, out_dir, progress=progress)
     timings["evaluation"] = time.perf_counter() - start_eval
     timings["total"] = time.perf_counter() - began
     curves = {
@@ -93,6 +125,7 @@ def run_quickstart(
     metrics = {
         "recipe": asdict(recipe),
         "evaluation": {split: ev["metrics"] for split, ev in evaluations.items()},
+        "hallucination": hallucination,
         "training": trained["stages"],
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "provenance": provenance(),
@@ -141,6 +174,11 @@ def run_quickstart(
         loss_png,
         timings,
         summary_rows,
-        extra_html="<h2>Stages</h2>" + html_table(stage_rows),
+        extra_html="<h2>Stages</h2>"
+        + html_table(stage_rows)
+        + "<h2>Hallucination (test split)</h2>"
+        + html_table([{"task": name, **values} for name, values in hallucination.items()])
+        + '<p>Per-sample answers and plots: <a href="eval/hallucination/report.html">'
+        "eval/hallucination/report.html</a></p>",
     )
     return {"metrics": metrics, "report": report}
