@@ -37,6 +37,7 @@ NEW_CONNECTORS = [
     "patches",
     "xattn",
     "adapter",
+    "visual-expert",
 ]
 
 

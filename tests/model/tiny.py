@@ -62,7 +62,7 @@ MIXTURE_OF_EXPERTS = {
 }
 
 # Options small enough for the tiny components: every connector gives 4 tokens per
-# 4x4 grid of features, except linear/mlp (16), patches (16 patches of a 32px image) and
+# 4x4 grid of features, except linear/mlp/visual-expert (16), patches (16 patches of a 32px image) and
 # the feature-level xattn/adapter (1 placeholder per image).
 CONNECTORS = {
     "linear": {},
@@ -74,6 +74,7 @@ CONNECTORS = {
     "patches": {"patch_size": 8, "image_size": 32},
     "xattn": {"num_latents": 4, "num_heads": 2},
     "adapter": {"prompt_length": 4},
+    "visual-expert": {},
 }
 ENCODER_FREE = {"patches"}
 

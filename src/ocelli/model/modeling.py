@@ -81,13 +81,15 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
         if language_model is None:
             language_model = build_language_model(config.text_config)
         self.language_model = language_model
-        self.connector.attach(language_model)  # feature-level connectors hook its layers
         # One config object per part, shared with the part itself, so a resize or an
         # attention switch on the LM is what gets saved.
         config.text_config = self.language_model.config
         if self.vision_tower is not None:
             config.vision_config = self.vision_tower.config
         self.post_init()
+        # Connectors acting inside the LM hook its layers (and may copy its weights, so
+        # this comes after post_init has initialised them).
+        self.connector.attach(self.language_model)
 
     # -- building from parts -----------------------------------------------------------
     @classmethod
