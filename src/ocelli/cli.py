@@ -142,6 +142,12 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     add_serve_parser(sub, _positive_int, _positive_float)
 
 
+def _add_align(sub: argparse._SubParsersAction) -> None:
+    from ocelli.align.cli import add_align_parser
+
+    add_align_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ocelli import __version__
 
@@ -158,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_use(sub)
     _add_serve(sub)
+    _add_align(sub)
     return parser
 
 

@@ -174,6 +174,13 @@ def serve(args: argparse.Namespace) -> int:
     return serve_command(args)
 
 
+def align(args: argparse.Namespace) -> int:
+    from ocelli.align.cli import align_command
+
+    _quiet_model_loading()
+    return align_command(args, console)
+
+
 HANDLERS = {
     "world": world,
     "train": train,
@@ -183,4 +190,5 @@ HANDLERS = {
     "eval": evaluate,
     "list": listing,
     "serve": serve,
+    "align": align,
 }

@@ -1,0 +1,1 @@
+"""Preference alignment and hallucination mitigation."""
