@@ -3,7 +3,6 @@ that start at zero."""
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
 from ocelli.errors import ConfigError
 from ocelli.model import OcelliConfig, language_model_preset, vision_preset
@@ -13,19 +12,14 @@ from .tiny import (
     LANGUAGE_MODELS,
     PAD_TOKEN_ID,
     VISION,
-    images,
-    left_pad,
+    logits_of_the_lm_alone,
     make_model,
     prompt,
+    two_prompts,
 )
 
 FEATURE_LEVEL = ["xattn", "adapter"]
 LMS = ["llama-tiny", "qwen2-tiny"]
-
-
-def batch(model):
-    ids, mask = left_pad([prompt(model, [1, 8, 9]), prompt(model, [1], num_images=2)])
-    return ids, mask, images(3)
 
 
 def open_gates(model, value=0.7):
@@ -34,35 +28,25 @@ def open_gates(model, value=0.7):
             parameter.data.fill_(value)
 
 
-def plain_copy(language_model):
-    """The same LM without ocelli's hooks."""
-    copy = AutoModelForCausalLM.from_config(language_model.config)
-    copy.load_state_dict(language_model.state_dict())
-    return copy.eval()
-
-
 @pytest.mark.parametrize("language_model", LMS)
 @pytest.mark.parametrize("connector", FEATURE_LEVEL)
 def test_at_initialisation_the_lm_computes_exactly_what_it_does_alone(connector, language_model):
     model = make_model("clip-tiny", language_model, connector)
-    ids, mask, pixel_values = batch(model)
+    ids, mask, pixel_values = two_prompts(model)
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, pixel_values=pixel_values)
-        embeds = model.merge_image_features(
-            ids, model.get_input_embeddings()(ids), out.image_hidden_states
-        )
-        alone = plain_copy(model.language_model)(inputs_embeds=embeds, attention_mask=mask)
-    assert torch.equal(out.logits, alone.logits)
+    alone = logits_of_the_lm_alone(model, ids, mask, out.image_hidden_states)
+    assert torch.equal(out.logits, alone)
     open_gates(model)
     with torch.no_grad():
         gated = model(input_ids=ids, attention_mask=mask, pixel_values=pixel_values).logits
-    assert not torch.allclose(gated, alone.logits)
+    assert not torch.allclose(gated, alone)
 
 
 @pytest.mark.parametrize("connector", FEATURE_LEVEL)
 def test_zero_gates_still_get_gradients(connector):
     model = make_model("siglip-tiny", "qwen2-tiny", connector).train()
-    ids, mask, pixel_values = batch(model)
+    ids, mask, pixel_values = two_prompts(model)
     labels = ids.masked_fill((ids == IMAGE_TOKEN_ID) | (mask == 0), -100)
     model(
         input_ids=ids, attention_mask=mask, pixel_values=pixel_values, labels=labels
@@ -76,7 +60,7 @@ def test_zero_gates_still_get_gradients(connector):
 def test_each_row_sees_its_own_images_in_batched_generation(connector):
     model = make_model("clip-tiny", "llama-tiny", connector)
     open_gates(model)
-    ids, mask, pixel_values = batch(model)
+    ids, mask, pixel_values = two_prompts(model)
     options = {"max_new_tokens": 4, "do_sample": False, "pad_token_id": PAD_TOKEN_ID}
     with torch.no_grad():
         batched = model.generate(
@@ -102,7 +86,7 @@ def test_a_text_only_prompt_does_not_see_the_previous_images(connector):
     text = torch.tensor([[1, 8, 9, 10]])
     with torch.no_grad():
         before = model(input_ids=text).logits
-        ids, mask, pixel_values = batch(model)
+        ids, mask, pixel_values = two_prompts(model)
         model(input_ids=ids, attention_mask=mask, pixel_values=pixel_values)
         assert torch.equal(model(input_ids=text).logits, before)
 

@@ -5,17 +5,19 @@ import warnings
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
 from ocelli.errors import ConfigError
 from ocelli.model import OcelliForConditionalGeneration
 
-from .tiny import IMAGE_TOKEN_ID, PAD_TOKEN_ID, images, left_pad, make_model, prompt
-
-
-def batch(model):
-    ids, mask = left_pad([prompt(model, [1, 8, 9]), prompt(model, [1], num_images=2, suffix=[4])])
-    return ids, mask, images(3)
+from .tiny import (
+    IMAGE_TOKEN_ID,
+    PAD_TOKEN_ID,
+    images,
+    logits_of_the_lm_alone,
+    make_model,
+    prompt,
+    two_prompts,
+)
 
 
 def perturb_experts(model):
@@ -29,15 +31,10 @@ def test_experts_start_as_copies_so_the_lm_is_unchanged(language_model):
     model = make_model("clip-tiny", language_model, "visual-expert")
     layer = model.language_model.model.layers[1]
     assert torch.equal(model.connector.experts[1]["q_proj"].weight, layer.self_attn.q_proj.weight)
-    ids, mask, pixel_values = batch(model)
+    ids, mask, pixel_values = two_prompts(model)
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, pixel_values=pixel_values)
-        embeds = model.merge_image_features(
-            ids, model.get_input_embeddings()(ids), out.image_hidden_states
-        )
-        plain = AutoModelForCausalLM.from_config(model.language_model.config)
-        plain.load_state_dict(model.language_model.state_dict())
-        alone = plain.eval()(inputs_embeds=embeds, attention_mask=mask).logits
+    alone = logits_of_the_lm_alone(model, ids, mask, out.image_hidden_states)
     assert torch.equal(out.logits, alone)
 
 
@@ -56,7 +53,7 @@ def test_only_image_positions_and_what_follows_them_change():
 def test_generated_tokens_use_the_lm_weights_as_a_full_pass_does():
     model = make_model("clip-tiny", "llama-tiny", "visual-expert")
     perturb_experts(model)
-    ids, mask, pixel_values = batch(model)
+    ids, mask, pixel_values = two_prompts(model)
     with torch.no_grad():
         generated = model.generate(
             input_ids=ids,
@@ -84,7 +81,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
                 model.gradient_checkpointing_enable()
-        ids, mask, pixel_values = batch(model)
+        ids, mask, pixel_values = two_prompts(model)
         labels = ids.masked_fill((ids == IMAGE_TOKEN_ID) | (mask == 0), -100)
         model(
             input_ids=ids, attention_mask=mask, pixel_values=pixel_values, labels=labels

@@ -123,3 +123,20 @@ def left_pad(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def images(count: int, size: int = 32, seed: int = 1) -> torch.Tensor:
     return torch.randn(count, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def two_prompts(model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A left-padded batch: one image in the first row, two in the second; with pixels."""
+    ids, mask = left_pad([prompt(model, [1, 8, 9]), prompt(model, [1], num_images=2)])
+    return ids, mask, images(3)
+
+
+def logits_of_the_lm_alone(model, ids, mask, image_hidden_states) -> torch.Tensor:
+    """Logits of a hook-free copy of the model's LM on the embeddings the model gave it."""
+    from transformers import AutoModelForCausalLM
+
+    embeds = model.merge_image_features(ids, model.get_input_embeddings()(ids), image_hidden_states)
+    plain = AutoModelForCausalLM.from_config(model.language_model.config)
+    plain.load_state_dict(model.language_model.state_dict())
+    with torch.no_grad():
+        return plain.eval()(inputs_embeds=embeds, attention_mask=mask).logits
