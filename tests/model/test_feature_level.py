@@ -118,3 +118,27 @@ def test_an_lm_without_hookable_layers_fails_when_the_config_is_built(connector)
 def test_adapter_refuses_more_layers_than_the_lm_has():
     with pytest.raises(ConfigError, match="num_adapted_layers 3 is more than .* 2 layers"):
         config("adapter", {"num_adapted_layers": 3})
+
+
+@pytest.mark.parametrize("connector", [*FEATURE_LEVEL, "visual-expert"])
+def test_lora_trains_beside_a_hooked_connector_but_cannot_copy_it(connector):
+    from ocelli.model import apply_lora
+
+    model = make_model("clip-tiny", "llama-tiny", connector).train()
+    ids, mask, pixel_values = two_prompts(model)
+    labels = ids.masked_fill((ids == IMAGE_TOKEN_ID) | (mask == 0), -100)
+    copied = apply_lora(
+        make_model("clip-tiny", "llama-tiny", connector),
+        r=2,
+        alpha=4,
+        target_modules=["q_proj"],
+        modules_to_save=["connector"],
+    )
+    with pytest.raises(ConfigError, match="cannot be wrapped .* leave it out of modules_to_save"):
+        copied(input_ids=ids, pixel_values=pixel_values, attention_mask=mask)
+    peft_model = apply_lora(model, r=2, alpha=4, target_modules=["q_proj"])
+    peft_model.connector.requires_grad_(True)
+    out = peft_model(input_ids=ids, attention_mask=mask, pixel_values=pixel_values, labels=labels)
+    out.loss.backward()
+    trained = [p for p in model.connector.parameters() if p.grad is not None]
+    assert trained and any(p.grad.abs().sum() > 0 for p in trained)

@@ -19,9 +19,10 @@ from transformers.cache_utils import Cache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils.generic import can_return_tuple
 
-from ocelli.errors import CheckpointError, PromptError
+from ocelli.errors import CheckpointError, ConfigError, PromptError
 from ocelli.model.checkpoints import load_checked, read_config
 from ocelli.model.configuration import OcelliConfig
+from ocelli.model.connectors.base import Connector
 from ocelli.model.encoders import (
     VisionEncoder,
     build_vision_encoder,
@@ -236,6 +237,7 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
             raise PromptError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
+        self._check_connector_is_hooked()
         image_features = None
         if pixel_values is not None or vision_features is not None:
             if vision_features is None:
@@ -274,6 +276,17 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
             aux_loss=getattr(outputs, "aux_loss", None),
             router_logits=getattr(outputs, "router_logits", None),
         )
+
+    def _check_connector_is_hooked(self) -> None:
+        # LoRA's modules_to_save=["connector"] swaps in a wrapper around a trained copy;
+        # the LM's hooks would keep calling the original and silently ignore the copy.
+        if self.connector.acts_inside_language_model and not isinstance(self.connector, Connector):
+            raise ConfigError(
+                f"connector {self.config.connector!r} acts through hooks on the language "
+                "model's layers, so it cannot be wrapped (LoRA modules_to_save=['connector'] "
+                "trains a copy those hooks never call); leave it out of modules_to_save and "
+                "unfreeze it with model.connector.requires_grad_(True)"
+            )
 
     def _check_no_placeholders(self, input_ids: torch.Tensor) -> None:
         num_positions = int((input_ids == self.config.image_token_id).sum())

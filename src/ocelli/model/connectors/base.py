@@ -25,6 +25,9 @@ class Connector(nn.Module):
     default_options: ClassVar[dict[str, Any]] = {}
     # encoder-free connectors (raw patches -> LM) set this to False and read pixels
     requires_vision_encoder: ClassVar[bool] = True
+    # connectors whose weights act through hooks on the LM's layers (xattn, adapter,
+    # visual-expert) set this: a copy of them (LoRA's modules_to_save) would not be seen
+    acts_inside_language_model: ClassVar[bool] = False
 
     def __init__(self, vision_dim: int, text_dim: int, **options: Any) -> None:
         super().__init__()

@@ -34,6 +34,8 @@ class FeatureLevelConnector(Connector):
     """Base class: subclasses implement `encode` (images -> per-image context),
     `route` (per-row context from the images and their rows) and `attach`."""
 
+    acts_inside_language_model = True
+
     def __init__(self, vision_dim: int, text_dim: int, **options: Any) -> None:
         super().__init__(vision_dim, text_dim, **options)
         self.image_marker = nn.Parameter(torch.randn(text_dim) * 0.02)

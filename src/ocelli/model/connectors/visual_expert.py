@@ -34,6 +34,7 @@ EXPERT_PROJECTIONS = ("q_proj", "k_proj", "v_proj")
 
 @register_connector("visual-expert")
 class VisualExpertConnector(Connector):
+    acts_inside_language_model = True
     default_options: dict[str, Any] = {}
 
     def __init__(self, vision_dim: int, text_dim: int, **options: Any) -> None:
