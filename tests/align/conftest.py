@@ -26,3 +26,40 @@ def run_cli(capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(world_dir, tmp_path_factory):
+    """A tiny random model (CLIP-tiny + Llama-tiny) with a tokenizer trained on the
+    world's corpus, saved with its processor."""
+    import torch
+
+    from ocelli.data.processing import OcelliProcessor
+    from ocelli.data.tokenizer import train_tokenizer
+    from ocelli.model import OcelliForConditionalGeneration
+
+    lines = (world_dir / "corpus.txt").read_text(encoding="utf-8").splitlines()
+    tokenizer = train_tokenizer(lines, vocab_size=400)
+    torch.manual_seed(0)
+    model = OcelliForConditionalGeneration.from_components(
+        vision="clip-tiny",
+        language_model="llama-tiny",
+        connector="mlp",
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vocab_size=len(tokenizer),
+        language_model_overrides={"vocab_size": len(tokenizer)},
+    )
+    directory = tmp_path_factory.mktemp("align-model")
+    model.save_pretrained(directory)
+    OcelliProcessor.for_model(model, tokenizer).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def short_pairs(world_dir, tmp_path_factory):
+    """Pairs with short answers (wrong answers and LRV questions): quick to train on."""
+    from ocelli.align.preference_data import write_preference_data
+
+    out = tmp_path_factory.mktemp("align-pairs") / "pairs.jsonl"
+    write_preference_data(world_dir, out, kinds=["answer", "negative"], seed=0)
+    return out

@@ -30,9 +30,24 @@ def add_align_parser(sub: argparse._SubParsersAction) -> None:
         help="also write the LRV negative instructions as LLaVA-format JSON here",
     )
 
+    dpo = align_sub.add_parser("dpo", help="DPO or IPO of a saved model on preference pairs")
+    dpo.add_argument("--model", required=True, help="saved ocelli model (the SFT final/ dir)")
+    dpo.add_argument("--data", required=True, help="preference JSONL (ocelli align data)")
+    dpo.add_argument("--out", required=True, help="run directory; the model goes to OUT/final")
+    dpo.add_argument("--reference", default=None, help="reference model dir (default: --model)")
+    dpo.add_argument("--beta", type=float, default=0.1)
+    dpo.add_argument("--loss", default="sigmoid", choices=["sigmoid", "ipo"])
+    dpo.add_argument(
+        "--segment-weight", type=float, default=1.0, help="weight of changed-span tokens"
+    )
+    dpo.add_argument("--max-steps", type=int, default=50)
+    dpo.add_argument("--batch-size", type=int, default=4)
+    dpo.add_argument("--lr", type=float, default=5e-5)
+    dpo.add_argument("--resume", action="store_true")
+
 
 def align_command(args: argparse.Namespace, console: Console) -> int:
-    handlers = {"data": _data}
+    handlers = {"data": _data, "dpo": _dpo}
     return handlers[args.align_command](args, console)
 
 
@@ -55,3 +70,27 @@ def _data(args: argparse.Namespace, console: Console) -> int:
 def _one_line(summary: dict[str, Any]) -> str:
     shown = {k: v for k, v in summary.items() if k not in ("world", "num_pairs")}
     return json.dumps(shown, sort_keys=True)
+
+
+def _dpo(args: argparse.Namespace, console: Console) -> int:
+    from ocelli.align.dpo import DPOConfig
+    from ocelli.align.training import train_dpo
+    from ocelli.train.trainer_config import TrainConfig
+
+    config = DPOConfig(beta=args.beta, loss=args.loss, segment_weight=args.segment_weight)
+    train_config = TrainConfig(lr=args.lr, max_steps=args.max_steps, batch_size=args.batch_size)
+    summary = train_dpo(
+        args.model,
+        args.data,
+        args.out,
+        config,
+        train_config,
+        reference_dir=args.reference,
+        resume=args.resume,
+    )
+    result = summary["result"]
+    console.print(
+        f"{args.loss} on {summary['num_pairs']} pairs: {result['steps']} steps, final loss "
+        f"{result['final_loss']:.4f}; model in {result['final_dir']}"
+    )
+    return 0
