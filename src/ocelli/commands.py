@@ -191,4 +191,5 @@ HANDLERS = {
     "list": listing,
     "serve": serve,
     "align": align,
+    "ui": serve,  # the same server; its page is the point, and its port is Gradio's
 }

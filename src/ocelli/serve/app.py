@@ -1,7 +1,8 @@
 """The FastAPI app: OpenAI's chat-completions API over the batching engine.
 
 Routes: POST /v1/chat/completions, GET /v1/models (both need an API key when keys are
-set), GET /health, GET /metrics. Every error is answered in OpenAI's error schema."""
+set), GET /health, GET /metrics, and with `config.ui_path` the web chat (serve/ui.py)
+there, with / redirecting to it. Every error is answered in OpenAI's error schema."""
 
 # No `from __future__ import annotations`: FastAPI must evaluate the route signatures,
 # whose dependencies are local to the functions that define the routes.
@@ -17,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -121,6 +122,10 @@ def create_app(engine: Engine, config: ServeConfig, fetcher: ImageFetcher | None
     app.openapi = lambda: _openapi_with_chunks(app)
     _add_error_handlers(app, metrics)
     _add_routes(app, state)
+    if config.ui_path:
+        from ocelli.serve.ui import mount_ui
+
+        mount_ui(app, state, config.ui_path)
     app.add_middleware(
         Guard,
         max_body_bytes=config.max_body_bytes,
@@ -180,6 +185,12 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
             waiting=engine.num_waiting,
         )
         return JSONResponse(body.model_dump(), status_code=503 if state.draining else 200)
+
+    if config.ui_path:
+
+        @app.get("/", include_in_schema=False)
+        async def root() -> RedirectResponse:
+            return RedirectResponse(config.ui_path + "/")
 
     @app.get("/metrics", response_class=Response)
     async def metrics() -> Response:

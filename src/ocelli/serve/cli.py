@@ -1,4 +1,4 @@
-"""`ocelli serve`: its flags, and flags to a ServeConfig. Light to import: `ocelli --help`
+"""`ocelli serve` and `ocelli ui`: their flags, and flags to a ServeConfig. Light to import: `ocelli --help`
 builds this parser without loading torch or FastAPI."""
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from pathlib import Path
 from ocelli.serve.config import LIMITS, ServeConfig
 
 API_KEY_ENV = "OCELLI_API_KEY"
+UI_PORT = 7860  # Gradio's usual port
+UI_PATH = "/ui"
 
 
 def add_serve_parser(
@@ -24,25 +26,43 @@ def add_serve_parser(
         "serve",
         help="serve a model over an OpenAI-compatible HTTP API",
         description="Serve --model at http://HOST:PORT/v1 (chat completions, models), "
-        "/health and /metrics. See docs/serving.md.",
+        "/health, /metrics and the web chat at /ui. See docs/serving.md.",
     )
-    serve.add_argument("--model", required=True, help="model directory")
-    serve.add_argument("--host", default=defaults.host)
-    serve.add_argument("--port", type=int, default=defaults.port)
-    serve.add_argument(
+    _add_server_flags(serve, defaults.port, positive_int, positive_float)
+    serve.add_argument("--no-ui", action="store_true", help="do not serve the web chat at /ui")
+    ui = sub.add_parser(
+        "ui",
+        help="chat with a model in the browser (a Gradio page)",
+        description="Serve the web chat for --model at http://HOST:PORT/ui (and the API at "
+        "/v1, as `ocelli serve` does). See docs/serving.md.",
+    )
+    _add_server_flags(ui, UI_PORT, positive_int, positive_float)
+
+
+def _add_server_flags(
+    parser: argparse.ArgumentParser,
+    port: int,
+    positive_int: Callable[[str], int],
+    positive_float: Callable[[str], float],
+) -> None:
+    defaults = ServeConfig()
+    parser.add_argument("--model", required=True, help="model directory")
+    parser.add_argument("--host", default=defaults.host)
+    parser.add_argument("--port", type=int, default=port)
+    parser.add_argument(
         "--api-key",
         action="append",
         default=[],
         help=f"accepted key (repeatable; also ${API_KEY_ENV}, comma-separated)",
     )
-    serve.add_argument("--served-model-name", default=None, help="default: the directory name")
-    serve.add_argument("--device", default="cpu")
-    serve.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
-    serve.add_argument("--drain-timeout", type=positive_float, default=defaults.drain_timeout_s)
-    serve.add_argument(
+    parser.add_argument("--served-model-name", default=None, help="default: the directory name")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    parser.add_argument("--drain-timeout", type=positive_float, default=defaults.drain_timeout_s)
+    parser.add_argument(
         "--allow-image-urls", action="store_true", help="fetch http(s) images from listed hosts"
     )
-    serve.add_argument(
+    parser.add_argument(
         "--image-url-host",
         action="append",
         default=[],
@@ -50,7 +70,7 @@ def add_serve_parser(
     )
     for name in LIMITS:
         default = getattr(defaults, name)
-        serve.add_argument(
+        parser.add_argument(
             "--" + name.replace("_", "-"),
             type=positive_int,
             default=None,
@@ -73,6 +93,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         allow_image_urls=args.allow_image_urls,
         image_url_hosts=tuple(args.image_url_host or ()),
         torch_threads=args.threads,
+        ui_path=None if getattr(args, "no_ui", False) else UI_PATH,
         **limits,
     )
 

@@ -52,6 +52,8 @@ class ServeConfig:
     image_url_timeout_s: float = 10.0
     image_url_max_redirects: int = 3
     torch_threads: int | None = None
+    # Where the web chat is mounted (serve/ui.py); None: no page. The CLI mounts it at /ui.
+    ui_path: str | None = None
 
     def __post_init__(self) -> None:
         for name in LIMITS:
@@ -66,6 +68,12 @@ class ServeConfig:
             raise ConfigError(
                 "--allow-image-urls needs at least one --image-url-host: list the hosts images "
                 "may be fetched from (e.g. images.example.com or *.example.com)"
+            )
+        if self.ui_path is not None and not (
+            self.ui_path.startswith("/") and len(self.ui_path) > 1
+        ):
+            raise ConfigError(
+                f"the web chat's path must start with '/', like /ui; got {self.ui_path!r}"
             )
         if any(not key for key in self.api_keys):
             raise ConfigError("an API key is empty; give a non-empty --api-key")
