@@ -18,7 +18,10 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/ocelli quickstart
 
+# The browser tests need Debian's chromium; the script installs it once and never fails
+# the suite (without it those tests skip and say why).
 test: install
+	bash scripts/install-browser.sh
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 lint: install
