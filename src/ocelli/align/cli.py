@@ -40,14 +40,30 @@ def add_align_parser(sub: argparse._SubParsersAction) -> None:
     dpo.add_argument(
         "--segment-weight", type=float, default=1.0, help="weight of changed-span tokens"
     )
-    dpo.add_argument("--max-steps", type=int, default=50)
-    dpo.add_argument("--batch-size", type=int, default=4)
-    dpo.add_argument("--lr", type=float, default=5e-5)
+    _add_train_options(dpo, lr=5e-5)
     dpo.add_argument("--resume", action="store_true")
+    reward = align_sub.add_parser("reward", help="train a Bradley-Terry reward model on pairs")
+    reward.add_argument("--model", required=True, help="saved ocelli model to start from")
+    reward.add_argument("--data", required=True, help="preference JSONL (ocelli align data)")
+    reward.add_argument("--out", required=True, help="run directory; the model goes to OUT/final")
+    reward.add_argument("--holdout", type=float, default=0.2, help="share of images held out")
+    _add_train_options(reward, lr=1e-4)
+
+
+def _add_train_options(parser: argparse.ArgumentParser, lr: float) -> None:
+    parser.add_argument("--max-steps", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=lr)
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from ocelli.train.trainer_config import TrainConfig
+
+    return TrainConfig(lr=args.lr, max_steps=args.max_steps, batch_size=args.batch_size)
 
 
 def align_command(args: argparse.Namespace, console: Console) -> int:
-    handlers = {"data": _data, "dpo": _dpo}
+    handlers = {"data": _data, "dpo": _dpo, "reward": _reward}
     return handlers[args.align_command](args, console)
 
 
@@ -75,16 +91,14 @@ def _one_line(summary: dict[str, Any]) -> str:
 def _dpo(args: argparse.Namespace, console: Console) -> int:
     from ocelli.align.dpo import DPOConfig
     from ocelli.align.training import train_dpo
-    from ocelli.train.trainer_config import TrainConfig
 
     config = DPOConfig(beta=args.beta, loss=args.loss, segment_weight=args.segment_weight)
-    train_config = TrainConfig(lr=args.lr, max_steps=args.max_steps, batch_size=args.batch_size)
     summary = train_dpo(
         args.model,
         args.data,
         args.out,
         config,
-        train_config,
+        _train_config(args),
         reference_dir=args.reference,
         resume=args.resume,
     )
@@ -92,5 +106,19 @@ def _dpo(args: argparse.Namespace, console: Console) -> int:
     console.print(
         f"{args.loss} on {summary['num_pairs']} pairs: {result['steps']} steps, final loss "
         f"{result['final_loss']:.4f}; model in {result['final_dir']}"
+    )
+    return 0
+
+
+def _reward(args: argparse.Namespace, console: Console) -> int:
+    from ocelli.align.training import train_reward
+
+    summary = train_reward(
+        args.model, args.data, args.out, _train_config(args), holdout=args.holdout
+    )
+    console.print(
+        f"reward model: held-out accuracy {summary['heldout_accuracy']:.3f} on "
+        f"{summary['num_heldout_pairs']} pairs (before training "
+        f"{summary['heldout_accuracy_before']:.3f}); model in {summary['result']['final_dir']}"
     )
     return 0

@@ -13,8 +13,9 @@ from typing import Any
 
 from ocelli.align.batches import PairCollator, PreferenceDataset
 from ocelli.align.dpo import DPOConfig, DPOModel, frozen_copy
-from ocelli.align.pairs import load_pairs
-from ocelli.errors import CheckpointError
+from ocelli.align.pairs import PreferencePair, load_pairs
+from ocelli.align.reward import RewardModel, pair_accuracy
+from ocelli.errors import CheckpointError, ConfigError
 from ocelli.utils.io import atomic_write_json
 
 
@@ -83,4 +84,64 @@ def train_dpo(
         "result": result.summary(),
     }
     atomic_write_json(Path(out_dir) / "align_summary.json", summary)
+    return summary
+
+
+def split_by_image(
+    pairs: list[PreferencePair], holdout: float, seed: int = 0
+) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """Train and held-out pairs, split by image so no held-out image was trained on."""
+    import numpy as np
+
+    if not 0.0 < holdout < 1.0:
+        raise ConfigError(f"holdout must lie strictly between 0 and 1, got {holdout}")
+    images = sorted({pair.image for pair in pairs})
+    order = np.random.default_rng(seed).permutation(len(images))
+    held = {images[i] for i in order[: max(1, round(holdout * len(images)))]}
+    train = [pair for pair in pairs if pair.image not in held]
+    if not train:
+        raise ConfigError(f"holdout {holdout} leaves no pairs to train on; lower it")
+    return train, [pair for pair in pairs if pair.image in held]
+
+
+def train_reward(
+    model_dir: str | Path,
+    data: str | Path,
+    out_dir: str | Path,
+    train_config: Any = None,
+    holdout: float = 0.2,
+    freeze_vision: bool = True,
+) -> dict[str, Any]:
+    """A Bradley-Terry reward model from the model in `model_dir`; returns held-out
+    accuracy before and after training (OUT/final holds the model and its head)."""
+    from ocelli.train.loop import train
+    from ocelli.train.trainer_config import TrainConfig
+
+    train_config = train_config or TrainConfig(lr=1e-4, max_steps=50, batch_size=4)
+    train_pairs, held_pairs = split_by_image(load_pairs(data), holdout, train_config.seed)
+    backbone, processor = load_model_and_processor(model_dir)
+    if freeze_vision:
+        backbone.freeze(vision=True)
+    model = RewardModel(backbone)
+    collate = PairCollator(processor.pad_token_id)
+    held = PreferenceDataset(held_pairs, processor)
+    before = pair_accuracy(model, held, collate)
+    result = train(
+        model,
+        PreferenceDataset(train_pairs, processor),
+        collate,
+        train_config,
+        out_dir,
+        description="reward",
+    )
+    processor.save_pretrained(result.final_dir)
+    summary = {
+        "num_train_pairs": len(train_pairs),
+        "num_heldout_pairs": len(held_pairs),
+        "heldout_accuracy_before": before,
+        "heldout_accuracy": pair_accuracy(model, held, collate),
+        "train": dataclasses.asdict(train_config),
+        "result": result.summary(),
+    }
+    atomic_write_json(Path(out_dir) / "reward_summary.json", summary)
     return summary
