@@ -94,6 +94,14 @@ def _add_use(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--model", required=True)
     export.add_argument("--format", default="llava-hf", choices=["llava-hf"])
     export.add_argument("--out", required=True)
+    export.add_argument(
+        "--vision-keys",
+        choices=["legacy", "transformers5"],
+        default="legacy",
+        help="vision tower weight names: legacy (vision_tower.vision_model.*, what vLLM and "
+        "transformers 4 and 5 load; the default) or transformers5 (vision_tower.*, what "
+        "transformers 5 itself saves)",
+    )
     _add_eval(sub)
     listing = sub.add_parser("list", help="print what is registered")
     listing.add_argument("what", choices=["connectors", "encoders", "language-models", "recipes"])

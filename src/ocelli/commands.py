@@ -137,7 +137,14 @@ def export(args: argparse.Namespace) -> int:
     # The processor is saved beside the model; without its tokenizer files the export
     # would not load in vLLM or AutoProcessor.
     has_processor = (Path(args.model) / "tokenizer_config.json").is_file()
-    out = export_llava_hf(args.model, args.out, processor_dir=args.model if has_processor else None)
+    # Legacy vision keys by default: vLLM's Llava loader finds the vision tower only under
+    # vision_tower.vision_model.*, and transformers 5 loads that form too.
+    out = export_llava_hf(
+        args.model,
+        args.out,
+        processor_dir=args.model if has_processor else None,
+        legacy_vision_keys=args.vision_keys == "legacy",
+    )
     console.print(f"exported {args.model} as {args.format} to {out}")
     return 0
 
