@@ -24,6 +24,7 @@ from ocelli.data.chat_template import IMAGE_TOKEN, normalize_messages
 from ocelli.data.images import ImageInput
 from ocelli.data.processing import IGNORE_INDEX, OcelliProcessor
 from ocelli.errors import CheckpointError, ConfigError, OcelliError, PromptError
+from ocelli.generate.logits import vcd_generate
 
 Images = ImageInput | Sequence[ImageInput] | None
 # Keyword arguments that only mean something when sampling; dropped for greedy and beam
@@ -88,7 +89,8 @@ class OcelliPipeline:
 
         Greedy by default, 64 new tokens at most, stopping at `<|im_end|>`. Keyword
         arguments go to transformers' `generate` (`do_sample`, `temperature`, `top_p`,
-        `num_beams`, `max_new_tokens`, ...); `seed` makes sampling reproducible."""
+        `num_beams`, `max_new_tokens`, ...); `seed` makes sampling reproducible;
+        `vcd=VCDConfig(...)` decodes with visual contrastive decoding."""
         messages = self.conversation(images, prompt, history, system)
         return self.respond(messages, images, **generation_kwargs)
 
@@ -126,9 +128,12 @@ class OcelliPipeline:
     ) -> list[str]:
         batch = self._to_device(self.processor(conversations, images, padding_side="left"))
         kwargs = self._generation_kwargs(generation_kwargs)
-        seed = kwargs.pop("seed", None)
+        seed, vcd = kwargs.pop("seed", None), kwargs.pop("vcd", None)
         with torch.inference_mode(), _seeded(seed, self.device):
-            output = self.model.generate(**batch, **kwargs)
+            if vcd is None:
+                output = self.model.generate(**batch, **kwargs)
+            else:  # visual contrastive decoding: ocelli.generate.logits
+                output = vcd_generate(self.model, batch, vcd, **kwargs)
         sequences = output if isinstance(output, torch.Tensor) else output.sequences
         new_tokens = _new_tokens(sequences, batch["input_ids"])
         return [self._answer(row) for row in new_tokens]
