@@ -25,15 +25,6 @@ TINY = [
 TRAINABLE = [name for name in CONNECTORS.names() if CONNECTORS.get(name).requires_vision_encoder]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    # tiny models gain nothing from a second OpenMP thread on a shared 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("connector", TRAINABLE)
 def test_each_interface_trains_loads_and_generates(connector, tmp_path):
