@@ -92,3 +92,14 @@ def test_llava_turns_map_to_roles():
 def test_llava_unknown_speaker_is_a_data_error():
     with pytest.raises(DataError, match=r"turn 1: unknown speaker 'bot'"):
         llava_to_messages([{"from": "human", "value": "q"}, {"from": "bot", "value": "a"}])
+
+
+def test_each_image_is_followed_by_a_line_break():
+    """One "<image>\\n" per image before the question, as OcelliPipeline.conversation
+    writes it, so the API and the library render the same prompt."""
+    images = [{"type": "image"}, {"type": "image_url"}]
+    content = [*images, {"type": "text", "text": "Which is red?"}]
+    messages = normalize_messages([{"role": "user", "content": content}])
+    assert messages[0]["content"] == "<image>\n<image>\nWhich is red?"
+    alone = normalize_messages([{"role": "user", "content": images}])
+    assert alone[0]["content"] == "<image>\n<image>"

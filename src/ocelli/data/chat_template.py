@@ -123,7 +123,9 @@ def _content_text(content: Any, index: int) -> str:
             # LLaVA's convention: an image is followed by a line break before its question.
             text += ("\n" if text.endswith(IMAGE_TOKEN) else "") + part["text"]
         elif kind in ("image", "image_url"):
-            text += IMAGE_TOKEN
+            # "<image>\n<image>\ntext": one "<image>\n" per image, as
+            # `OcelliPipeline.conversation` writes it.
+            text += ("\n" if text.endswith(IMAGE_TOKEN) else "") + IMAGE_TOKEN
         else:
             raise DataError(
                 f"message {index}, part {part_index}: unknown content part {part!r:.80}; "
