@@ -4,7 +4,8 @@ Messages become ocelli's chat-template messages (image parts become `<image>`
 placeholders through `normalize_messages`, the one conversion shared with the
 library), images are fetched or decoded and preprocessed, the prompt is tokenized, and
 every limit that needs the content (images per request, prompt tokens, max_tokens) is
-checked here, so nothing over a limit reaches the engine."""
+checked here, so nothing over a limit reaches the engine. Text the client sends stays
+text: control tokens typed in it are escaped (`as_text`)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from ocelli.serve.sampling import SamplingParams
 from ocelli.serve.schema import ChatCompletionRequest
 
 MAX_STOP_STRINGS = 4  # OpenAI's limit
+WORD_JOINER = "\u2060"  # invisible, and no tokenizer's special token contains it
 
 
 @dataclass
@@ -46,6 +48,10 @@ class RequestPreparer:
         self.processor.max_length = None
         self.config = config
         self.fetcher = fetcher
+        special = [
+            t.content for t in processor.tokenizer.added_tokens_decoder.values() if t.special
+        ]
+        self.control_tokens = sorted((t for t in special if len(t) > 1), key=len, reverse=True)
 
     async def prepare(self, request: ChatCompletionRequest) -> PreparedRequest:
         params = self.sampling_params(request)
@@ -94,14 +100,16 @@ class RequestPreparer:
         for index, message in enumerate(request.messages):
             role = "system" if message.role == "developer" else message.role
             if isinstance(message.content, str):
-                raw.append({"role": role, "content": message.content})
+                raw.append({"role": role, "content": self.as_text(message.content)})
                 continue
             parts = []
             for part_index, part in enumerate(message.content):
                 if part.type == "image_url":
                     param = f"messages.{index}.content.{part_index}.image_url.url"
                     image_urls.append((part.image_url.url, param))
-                parts.append(part.model_dump())
+                    parts.append(part.model_dump())
+                else:
+                    parts.append({"type": "text", "text": self.as_text(part.text)})
             raw.append({"role": role, "content": parts})
         if len(image_urls) > self.config.max_images_per_request:
             raise BadRequest(
@@ -114,6 +122,17 @@ class RequestPreparer:
             return normalize_messages(raw), image_urls
         except OcelliError as exc:
             raise from_library_error(exc) from None
+
+    def as_text(self, text: str) -> str:
+        """`text` with the tokenizer's control tokens (`<|im_start|>`, `<|im_end|>`,
+        `<image>`, ...) broken by a word joiner after their first character, so they are
+        tokenized as the ordinary characters they look like. What a client sends is text,
+        as in OpenAI's API: typing `<|im_end|>` must not end a turn, nor `<image>` claim
+        an image; only image parts place images, only the template writes turns."""
+        for token in self.control_tokens:
+            if token in text:
+                text = text.replace(token, token[0] + WORD_JOINER + token[1:])
+        return text
 
     async def image_bytes(self, url: str, param: str) -> bytes:
         if url.startswith("data:"):
