@@ -142,3 +142,39 @@ def test_lora_trains_beside_a_hooked_connector_but_cannot_copy_it(connector):
     out.loss.backward()
     trained = [p for p in model.connector.parameters() if p.grad is not None]
     assert trained and any(p.grad.abs().sum() > 0 for p in trained)
+
+
+@pytest.mark.parametrize("connector", FEATURE_LEVEL)
+def test_a_batch_other_than_the_bound_one_is_refused(connector):
+    """What continuous batching would do: decode rows whose images were never bound."""
+    import copy
+
+    model = make_model("clip-tiny", "llama-tiny", connector)
+    ids, mask, pixel_values = two_prompts(model)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, pixel_values=pixel_values, use_cache=True)
+        step = {"input_ids": ids[:, -1:], "use_cache": True}
+        model(past_key_values=out.past_key_values, **step)  # the bound batch goes on
+        with pytest.raises(ConfigError, match="another batch .* cannot follow rows that join"):
+            model(past_key_values=copy.deepcopy(out.past_key_values), **step)
+
+
+@pytest.mark.parametrize("connector", FEATURE_LEVEL)
+def test_beam_search_keeps_each_sample_with_its_images(connector):
+    model = make_model("clip-tiny", "llama-tiny", connector)
+    open_gates(model)
+    ids, mask, pixel_values = two_prompts(model)
+    options = {
+        "max_new_tokens": 3,
+        "num_beams": 2,
+        "do_sample": False,
+        "pad_token_id": PAD_TOKEN_ID,
+    }
+    with torch.no_grad():
+        batched = model.generate(
+            input_ids=ids, attention_mask=mask, pixel_values=pixel_values, **options
+        )
+        first = model.generate(
+            input_ids=ids[:1, mask[0].argmax() :], pixel_values=pixel_values[:1], **options
+        )
+    assert torch.equal(batched[0, -3:], first[0, -3:])

@@ -77,8 +77,9 @@ class AdapterConnector(FeatureLevelConnector):
     ) -> Any:
         hidden_states = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
         prefix = self.prompts[index].unsqueeze(0)
-        if self.context is not None:
-            prefix = prefix + self.context.unsqueeze(1)
+        visual = self.read_context(hidden_states.shape[0], kwargs.get("past_key_values"))
+        if visual is not None:
+            prefix = prefix + visual.unsqueeze(1)
         added = self._attend_to_prefix(attention, hidden_states, prefix, self.gates[index])
         return (output[0] + added, *output[1:])
 

@@ -11,12 +11,14 @@ are, so LoRA targets, checkpoints and the LM's own loading code are unchanged.
 The context is state kept on the connector (as OpenFlamingo does): it persists across
 generation steps, which see only the new token, and is replaced by the next pass with
 images or cleared by the next text-only prefill. Limits: one model instance serves one
-batch at a time (no interleaving of two generate calls), and every token of a row sees
-every image of that row (no per-image causal masking as in Flamingo).
+batch at a time (a pass reading another batch is refused, see `read_context`), and
+every token of a row sees every image of that row (no per-image causal masking as in
+Flamingo).
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -41,6 +43,7 @@ class FeatureLevelConnector(Connector):
         self.image_marker = nn.Parameter(torch.randn(text_dim) * 0.02)
         self._encoded: torch.Tensor | None = None  # the last forward's images
         self.context: Any = None  # what the hooks read; see bind_images
+        self._reader: tuple[int, Any] | None = None
 
     @classmethod
     def output_tokens(cls, num_input_tokens: int, options: dict[str, Any]) -> int:
@@ -79,6 +82,7 @@ class FeatureLevelConnector(Connector):
         return marker.expand(image_features.shape[0], 1, -1)
 
     def bind_images(self, is_image: torch.Tensor | None) -> None:
+        self._reader: tuple[int, Any] | None = None  # the batch the context was read by
         if is_image is None or self._encoded is None:
             self.context = None
             return
@@ -93,3 +97,22 @@ class FeatureLevelConnector(Connector):
         padded[rows, slots] = images
         present[rows, slots] = True
         self.context = self.route(padded, present)
+
+    def read_context(self, batch_size: int, cache: Any) -> Any:
+        """The routed images for a hook, refused to a batch they were not routed for: a
+        serving engine that joins and drops rows between steps (continuous batching)
+        decodes a batch other than the one whose images were bound."""
+        if self.context is None:
+            return None
+        reader = (batch_size, None if cache is None else weakref.ref(cache))
+        if self._reader is None:
+            self._reader = reader
+        elif reader != self._reader:
+            raise ConfigError(
+                f"connector {type(self).__name__} holds the images of a batch of "
+                f"{self._reader[0]} rows, but the language model is now reading another batch "
+                f"({batch_size} rows or another KV cache); it cannot follow rows that join or "
+                "leave between steps: generate with model.generate, or serve with a "
+                "token-level connector"
+            )
+        return self.context

@@ -66,11 +66,11 @@ class CrossAttentionConnector(FeatureLevelConnector):
     def _before_layer(
         self, block_index: int, layer: nn.Module, args: tuple, kwargs: dict
     ) -> tuple[tuple, dict] | None:
-        if self.context is None:
+        hidden_states = args[0] if args else kwargs["hidden_states"]
+        routed = self.read_context(hidden_states.shape[0], kwargs.get("past_key_values"))
+        if routed is None:
             return None  # a text-only prompt: the LM runs as it would alone
-        context, mask = self.context
+        hidden_states = self.blocks[block_index](hidden_states, *routed)
         if args:
-            hidden_states = self.blocks[block_index](args[0], context, mask)
             return (hidden_states, *args[1:]), kwargs
-        hidden_states = self.blocks[block_index](kwargs["hidden_states"], context, mask)
         return args, {**kwargs, "hidden_states": hidden_states}
