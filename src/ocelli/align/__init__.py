@@ -17,6 +17,7 @@ from ocelli.align.preference_data import (
     write_preference_data,
 )
 from ocelli.align.reward import RewardModel, pair_accuracy
+from ocelli.align.sampled import sampled_pairs
 from ocelli.align.training import train_dpo, train_reward
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "pair_accuracy",
     "preference_loss",
     "preference_margins",
+    "sampled_pairs",
     "sequence_log_probs",
     "train_dpo",
     "train_reward",

@@ -25,6 +25,11 @@ def add_align_parser(sub: argparse._SubParsersAction) -> None:
         "--yes-ratio", type=float, default=0.5, help="share of LRV questions answered yes"
     )
     data.add_argument(
+        "--model", default=None, help="also pair this model's best and worst sampled descriptions"
+    )
+    data.add_argument("--samples", type=int, default=4, help="descriptions sampled per image")
+    data.add_argument("--limit", type=int, default=None, help="images to sample (default all)")
+    data.add_argument(
         "--instructions",
         default=None,
         help="also write the LRV negative instructions as LLaVA-format JSON here",
@@ -73,7 +78,16 @@ def _data(args: argparse.Namespace, console: Console) -> int:
     from ocelli.utils.io import atomic_write_json
 
     kinds = args.kinds.split(",") if args.kinds is not None else None
-    summary = write_preference_data(args.world, args.out, kinds, args.seed, args.yes_ratio)
+    extra = []
+    if args.model:
+        from ocelli.align.sampled import sampled_pairs
+        from ocelli.generate import load
+
+        pipeline = load(args.model)
+        extra = sampled_pairs(pipeline, args.world, args.samples, limit=args.limit, seed=args.seed)
+    summary = write_preference_data(
+        args.world, args.out, kinds, args.seed, args.yes_ratio, extra=extra
+    )
     if args.instructions:
         records = instruction_records(load_pairs(args.out, check_images=False))
         atomic_write_json(args.instructions, records)

@@ -227,10 +227,13 @@ def write_preference_data(
     kinds: Sequence[str] | None = None,
     seed: int = 0,
     yes_ratio: float = 0.5,
+    extra: Sequence[PreferencePair] = (),
 ) -> dict[str, Any]:
-    """Build the pairs, write them as JSONL to `out` and the summary beside it
-    (`<out>.summary.json`). Returns the summary."""
-    pairs, summary = build_preference_pairs(world_dir, kinds, seed, yes_ratio)
+    """Build the pairs (plus `extra` ones, e.g. from `sampled_pairs`), write them as
+    JSONL to `out` and the summary beside it (`<out>.summary.json`). Returns the summary."""
+    pairs, _ = build_preference_pairs(world_dir, kinds, seed, yes_ratio)
+    pairs += list(extra)
+    summary = summarize(pairs)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_pairs(out, pairs)
