@@ -21,12 +21,10 @@ TINY = [
     "align.train.batch_size=8",
     "instruct.train.batch_size=8",
 ]
-# The recipe's runner always builds a vision encoder; `patches` takes none (see docs/model.md).
-TRAINABLE = [name for name in CONNECTORS.names() if CONNECTORS.get(name).requires_vision_encoder]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("connector", TRAINABLE)
+@pytest.mark.parametrize("connector", CONNECTORS.names())
 def test_each_interface_trains_loads_and_generates(connector, tmp_path):
     overrides = [arg for item in TINY for arg in ("--set", item)]
     command = ["train", "--recipe", "quickstart", "--max-steps", "2", "--vision", "siglip-tiny"]
@@ -34,8 +32,14 @@ def test_each_interface_trains_loads_and_generates(connector, tmp_path):
     model = OcelliForConditionalGeneration.from_pretrained(tmp_path / "instruct" / "final").eval()
     assert model.config.connector == connector
     config = model.config
+    encoder_free = not CONNECTORS.get(connector).requires_vision_encoder
+    # an encoder-free connector skips stage 0 vision and reads the world's pixels
+    assert (tmp_path / "vision").exists() != encoder_free
+    assert (config.vision_config is None) == encoder_free
     ids = torch.tensor([[1] + [config.image_token_id] * config.num_image_tokens + [7, 8]])
-    size = config.vision_config.image_size
+    size = (
+        config.connector_config["image_size"] if encoder_free else config.vision_config.image_size
+    )
     with torch.no_grad():
         out = model.generate(
             input_ids=ids,

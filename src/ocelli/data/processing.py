@@ -214,20 +214,20 @@ class OcelliProcessor:
         """The processor an OcelliForConditionalGeneration needs: its vision encoder's
         input size, mean and std, and its image tokens per image. `max_length` defaults
         to the language model's context length."""
-        if model.vision_tower is None:
-            raise ConfigError(
-                "the model has no vision encoder, so its image size is unknown; build an "
-                "ImageProcessor yourself and pass it to OcelliProcessor"
-            )
         config = model.config
+        if model.vision_tower is not None:
+            image_processor = model.vision_tower.image_processor()
+        elif "image_size" in config.connector_config:  # encoder-free: the connector's size
+            image_processor = ImageProcessor(size=config.connector_config["image_size"])
+        else:
+            raise ConfigError(
+                "the model has no vision encoder and its connector names no image_size, so "
+                "the image size is unknown; build an ImageProcessor yourself and pass it to "
+                "OcelliProcessor"
+            )
         if max_length is None:
             max_length = getattr(config.text_config, "max_position_embeddings", None)
-        return cls(
-            tokenizer,
-            model.vision_tower.image_processor(),
-            config.num_image_tokens,
-            max_length=max_length,
-        )
+        return cls(tokenizer, image_processor, config.num_image_tokens, max_length=max_length)
 
     # --- saving and loading -----------------------------------------------------------
 

@@ -218,7 +218,7 @@ def _multimodal_stage(
         dataset.vision_features = precompute_vision_features(
             model, processor, dataset.image_paths()
         )
-    if calibrate and has_tower:
+    if calibrate:  # on encoder features, or on the pixels of an encoder-free connector
         calibrate_connector(model, processor, dataset.image_paths(), dataset.vision_features)
     result = train(
         model,
@@ -238,13 +238,22 @@ def _multimodal_stage(
     return result.summary()
 
 
+def needs_vision_encoder(recipe: Recipe) -> bool:
+    """False for encoder-free connectors (raw patches into the LM): no stage 0 vision."""
+    from ocelli.model import CONNECTORS  # importing the package registers the built-ins
+
+    return CONNECTORS.get(recipe.model.connector).requires_vision_encoder
+
+
 def _fresh_model(recipe: Recipe, paths: RunPaths, tokenizer: Any) -> tuple[Any, Any]:
     """Encoder + new connector + LM, the parts taken from stage 0 when it ran."""
     from ocelli.data import OcelliProcessor
     from ocelli.model import OcelliForConditionalGeneration
 
     vision, vision_overrides = recipe.model.vision, recipe.model.vision_overrides
-    if recipe.vision.enabled:
+    if not needs_vision_encoder(recipe):
+        vision, vision_overrides = None, None
+    elif recipe.vision.enabled:
         vision = str(require(paths.vision_encoder, "align", "the stage 0 vision encoder"))
         vision_overrides = None
     language_model, lm_overrides = (
@@ -393,6 +402,8 @@ def run_recipe(
             continue
         if stages is None and not getattr(recipe, name).enabled:
             continue
+        if name == "vision" and not needs_vision_encoder(recipe):
+            continue  # the connector reads the pixels itself
         seed_everything(recipe.seed)
         began = time.perf_counter()
         summaries[name] = RUNNERS[name](recipe, paths, tokenizer, resume, max_steps)
