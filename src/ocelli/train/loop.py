@@ -145,8 +145,13 @@ def train(
     checkpoint in `out_dir/checkpoints` (starting fresh if there is none); a path resumes
     from that checkpoint. `count_tokens(batch)` feeds tokens/s (by default the sum of
     `attention_mask`, else the size of `input_ids`). Callbacks run on every process
-    after every optimizer step.
+    after every optimizer step. `config.packing` swaps a `PadCollator` for its packing
+    counterpart (ocelli.data.packing), which brings its own token count.
     """
+    if config.packing:
+        from ocelli.data.packing import packed_collation
+
+        collate_fn, count_tokens = packed_collation(collate_fn, config.pack_max_tokens, model)
     accelerator = _make_accelerator(config)
     out_dir, root = Path(out_dir), Path(out_dir) / CHECKPOINTS_DIR
     plan = plan_steps(config, len(dataset), accelerator.num_processes)

@@ -47,6 +47,10 @@ class TrainConfig:
     num_workers: int = 0
     ddp_find_unused_parameters: bool = False  # needed when some trainable params get no grad
     tensorboard: bool = True  # only used when the tensorboard package is installed
+    # Sequence packing (ocelli.data.packing): each batch's samples end to end in rows of
+    # about pack_max_tokens tokens instead of padded to the longest; same samples per step.
+    packing: bool = False
+    pack_max_tokens: int = 1024
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # YAML gives lists; JSON round trips give lists too
@@ -109,6 +113,10 @@ def _problems(config: TrainConfig) -> list[str]:
         ),
         (config.keep_last >= 0, f"keep_last must be >= 0 (0: keep all), got {config.keep_last}"),
         (config.num_workers >= 0, f"num_workers must be >= 0, got {config.num_workers}"),
+        (
+            config.pack_max_tokens > 0,
+            f"pack_max_tokens must be > 0, got {config.pack_max_tokens}",
+        ),
     ]
     return [message for ok, message in checks if not ok]
 
