@@ -120,11 +120,13 @@ def _positive_float(text: str) -> float:
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser(
         "eval",
-        help="evaluate a model on tasks; `eval --list`, `eval compare RUN_A RUN_B`",
+        help="evaluate a model on tasks; `eval --list`, `eval compare RUN_A RUN_B`, "
+        "`eval export-task TASK --data DIR --out OUTDIR`",
         description="ocelli eval --model DIR|openai:URL --tasks t1,t2 [--data DIR] --out OUTDIR; "
-        "ocelli eval --list; ocelli eval compare RUN_A RUN_B",
+        "ocelli eval --list; ocelli eval compare RUN_A RUN_B; "
+        "ocelli eval export-task TASK --data DIR --out OUTDIR (datasets + lmms-eval task)",
     )
-    evaluate.add_argument("compare", nargs="*", metavar="compare RUN_A RUN_B")
+    evaluate.add_argument("compare", nargs="*", metavar="compare RUN_A RUN_B | export-task TASK")
     evaluate.add_argument(
         "--model", default=None, help="model directory or openai:http://host:port/v1"
     )
@@ -141,6 +143,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--api-key", default=None, help="API key (default: $OPENAI_API_KEY)")
     evaluate.add_argument(
         "--timeout", type=_positive_float, default=60.0, help="seconds per request"
+    )
+    evaluate.add_argument(
+        "--scoring",
+        choices=("generate", "loglik", "both"),
+        default="generate",
+        help="closed-set tasks: generated answers, log-likelihood ranking of the candidate "
+        "answers (local models), or both",
     )
 
 

@@ -28,6 +28,11 @@ class Request:
     images: list[str]
     prompt: str
     max_new_tokens: int
+    candidates: list[str] | None = None  # log-likelihood ranking: the answers to score
+
+
+# A ranked request: the likeliest candidate and every candidate's summed log-probability.
+Ranking = tuple[str, list[float]]
 
 
 class RequestError(OcelliError, RuntimeError):
@@ -35,13 +40,18 @@ class RequestError(OcelliError, RuntimeError):
 
 
 class LocalBackend:
-    """A model directory loaded with ocelli.generate.load; greedy decoding."""
+    """A model directory loaded with ocelli.generate.load; greedy decoding, and
+    log-likelihood ranking of candidate answers (`score_rows` (prompt, candidate) rows
+    per forward pass)."""
 
-    def __init__(self, model_dir: str | Path, device: str = "cpu") -> None:
+    supports_loglik = True
+
+    def __init__(self, model_dir: str | Path, device: str = "cpu", score_rows: int = 32) -> None:
         from ocelli.generate import load
 
         self.model_dir = Path(model_dir)
         self.pipeline = load(self.model_dir, device=device)
+        self.score_rows = score_rows
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -57,16 +67,23 @@ class LocalBackend:
     def generate(self, requests: list[Request]) -> list[str | Exception]:
         """One batch per distinct max_new_tokens; a failing batch is retried one request
         at a time so a single bad image fails only its own request."""
-        try:
-            return list(self._batch(requests))
-        except OcelliError:
-            results: list[str | Exception] = []
-            for request in requests:
-                try:
-                    results += self._batch([request])
-                except OcelliError as exc:
-                    results.append(RequestError(str(exc)))
-            return results
+        return _batch_or_each(self._batch, requests)
+
+    def rank(self, requests: list[Request]) -> list[Ranking | Exception]:
+        """The likeliest of each request's candidates (the first one on a tie)."""
+        return _batch_or_each(self._rank, requests)
+
+    def _rank(self, requests: list[Request]) -> list[Ranking]:
+        scores = self.pipeline.score_batch(
+            [r.images for r in requests],
+            [r.prompt for r in requests],
+            [r.candidates or [] for r in requests],
+            batch_size=self.score_rows,
+        )
+        return [
+            (request.candidates[values.index(max(values))], values)
+            for request, values in zip(requests, scores, strict=True)
+        ]
 
     def _batch(self, requests: list[Request]) -> list[str]:
         tokens = {r.max_new_tokens for r in requests}
@@ -82,7 +99,10 @@ class LocalBackend:
 
 class OpenAIBackend:
     """POSTs /chat/completions to an OpenAI-compatible server (ocelli serve, vLLM, ...),
-    images inline as base64 data URLs, the batch's requests concurrently."""
+    images inline as base64 data URLs, the batch's requests concurrently. Chat
+    completions give no log-probabilities of a given answer: no log-likelihood ranking."""
+
+    supports_loglik = False
 
     def __init__(
         self,
@@ -148,6 +168,21 @@ class OpenAIBackend:
             return RequestError(f"{self.base_url} unreachable: {getattr(exc, 'reason', exc)}")
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             return RequestError(f"malformed reply from {self.base_url}: {exc!r}")
+
+
+def _batch_or_each(run: Any, requests: list[Request]) -> list[Any]:
+    """`run` on the whole batch; if it fails, on each request alone, so one bad request
+    (an unreadable image) fails only itself."""
+    try:
+        return list(run(requests))
+    except OcelliError:
+        results: list[Any] = []
+        for request in requests:
+            try:
+                results += run([request])
+            except OcelliError as exc:
+                results.append(RequestError(str(exc)))
+        return results
 
 
 def _image_part(path: str) -> dict[str, Any]:

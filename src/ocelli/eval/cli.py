@@ -30,6 +30,7 @@ def eval_command(args: argparse.Namespace, console: Any) -> int:
         api_model=args.api_model,
         api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
         timeout=args.timeout,
+        scoring=args.scoring,
     )
     if args.out is None:  # nothing kept: metrics printed, samples discarded
         with tempfile.TemporaryDirectory(prefix="ocelli-eval-") as out:

@@ -9,6 +9,7 @@ from ocelli.eval.backends import make_backend
 from ocelli.eval.report import write_report
 from ocelli.eval.results import build_results, score_runs, write_results
 from ocelli.eval.runner import prepare, run_tasks
+from ocelli.eval.scoring import with_scoring
 from ocelli.eval.tasks import Task, resolve_tasks
 
 
@@ -24,13 +25,16 @@ def evaluate(
     api_key: str | None = None,
     timeout: float = 60.0,
     progress: bool = True,
+    scoring: str = "generate",
 ) -> dict[str, Any]:
     """Evaluate `model` (a model directory, openai:URL, or a backend object) on `tasks`
     (comma-separated names and task files, or Task objects); write samples/, results.json,
     results.md and report.html into `out_dir` and return the results.
 
+    `scoring` is generate, loglik or both (ocelli.eval.scoring): closed-set tasks scored
+    by generation, by log-likelihood ranking of their candidate answers, or both.
     Rerunning into the same `out_dir` only asks what is not yet answered."""
-    task_list = resolve_tasks(tasks) if isinstance(tasks, str) else tasks
+    task_list = with_scoring(resolve_tasks(tasks) if isinstance(tasks, str) else tasks, scoring)
     runs = prepare(task_list, data_dir, limit)  # bad data fails before the model loads
     backend = make_backend(model, api_model, api_key, timeout) if isinstance(model, str) else model
     outcome = run_tasks(backend, runs, out_dir, batch_size, retries, progress)
@@ -39,6 +43,7 @@ def evaluate(
         "generation": backend.generation_settings(),
         "max_new_tokens": {run.task.name: run.task.max_new_tokens for run in runs},
         "batch_size": batch_size,
+        "scoring": scoring,
         "retries": retries,
         "limit": limit,
         "data": str(data_dir) if data_dir is not None else None,

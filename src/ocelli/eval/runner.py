@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ocelli.errors import DataError
+from ocelli.errors import ConfigError, DataError
 from ocelli.eval.backends import Request
 from ocelli.eval.store import RunStore
 from ocelli.eval.tasks import Sample, Task
@@ -58,6 +58,13 @@ def run_tasks(
         raise DataError(f"batch_size must be at least 1, got {batch_size}")
     if retries < 0:
         raise DataError(f"retries must be 0 or more, got {retries}")
+    ranked = [run.task.name for run in runs if run.task.scoring == "loglik"]
+    if ranked and not getattr(backend, "supports_loglik", False):
+        raise ConfigError(
+            f"{backend.identity().get('model')} cannot rank answers by log-likelihood (an "
+            f"OpenAI-compatible server returns no scores of given answers), needed by "
+            f"{', '.join(ranked)}; use --scoring generate or a local model directory"
+        )
     store = RunStore(out_dir)
     store.claim(backend.identity(), {run.task.name: run.task.describe() for run in runs})
     outcome = {}
@@ -94,11 +101,11 @@ def _ask(backend: Any, task: Task, samples: list[Sample], retries: int) -> list[
             errors[sample.id] = f"image file {missing[0]} not found"
         else:
             todo.append(sample)
+    rankings: dict[str, list[float]] = {}
     for _ in range(retries + 1):
         if not todo:
             break
-        requests = [Request(s.images, s.prompt, task.max_new_tokens) for s in todo]
-        results = backend.generate(requests)
+        results = _call(backend, task, todo)
         retry = []
         for sample, result in zip(todo, results, strict=True):
             attempts[sample.id] += 1
@@ -106,10 +113,28 @@ def _ask(backend: Any, task: Task, samples: list[Sample], retries: int) -> list[
                 errors[sample.id] = str(result)
                 retry.append(sample)
             else:
+                if task.scoring == "loglik":
+                    result, rankings[sample.id] = result
                 answers[sample.id] = result
                 errors.pop(sample.id, None)
         todo = retry
-    return [_record(task, s, answers.get(s.id), errors.get(s.id), attempts[s.id]) for s in samples]
+    records = [
+        _record(task, s, answers.get(s.id), errors.get(s.id), attempts[s.id]) for s in samples
+    ]
+    for record in records:
+        if record["id"] in rankings:
+            record["candidate_scores"] = rankings[record["id"]]
+    return records
+
+
+def _call(backend: Any, task: Task, samples: list[Sample]) -> list[Any]:
+    """Generated answers, or (likeliest candidate, scores) for log-likelihood ranking."""
+    if task.scoring != "loglik":
+        return backend.generate([Request(s.images, s.prompt, task.max_new_tokens) for s in samples])
+    requests = [
+        Request(s.images, s.prompt, task.max_new_tokens, task.candidates(s)) for s in samples
+    ]
+    return backend.rank(requests)
 
 
 def _record(

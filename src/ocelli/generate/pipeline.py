@@ -182,18 +182,48 @@ class OcelliPipeline:
 
         The closing `<|im_end|>` is scored too, so a candidate that is only the start
         of a likelier answer ("red" when the model says "red cube") scores lower."""
-        image_list = _as_list(images)
-        messages = self.conversation(image_list, prompt, system=system)
-        encoded = [
-            self.processor.encode_conversation(
-                messages + [{"role": "assistant", "content": candidate}], len(image_list)
+        return self.score_batch([images], [prompt], [candidates], system, batch_size)[0]
+
+    def score_batch(
+        self,
+        images: Sequence[Images],
+        prompts: Sequence[str],
+        candidates: Sequence[Sequence[str]],
+        system: str | None = None,
+        batch_size: int = 8,
+    ) -> list[list[float]]:
+        """`score_candidates` for several prompts at once: every (prompt, candidate) pair
+        is one row, `batch_size` rows per forward pass, whatever prompt they belong to."""
+        if not len(images) == len(prompts) == len(candidates):
+            raise PromptError(
+                f"{len(prompts)} prompt(s), {len(images)} image list(s) and "
+                f"{len(candidates)} candidate list(s); give one of each per prompt"
             )
-            for candidate in candidates
-        ]
-        pixels = self.processor.image_processor(image_list) if image_list else None
-        scores: list[float] = []
-        for begin in range(0, len(encoded), batch_size):
-            scores += self._score_chunk(encoded[begin : begin + batch_size], pixels)
+        rows: list[tuple[dict[str, list[int]], torch.Tensor | None]] = []
+        for sample_images, prompt, options in zip(images, prompts, candidates, strict=True):
+            image_list = _as_list(sample_images)
+            messages = self.conversation(image_list, prompt, system=system)
+            pixels = self.processor.image_processor(image_list) if image_list else None
+            rows += [
+                (
+                    self.processor.encode_conversation(
+                        messages + [{"role": "assistant", "content": option}], len(image_list)
+                    ),
+                    pixels,
+                )
+                for option in options
+            ]
+        flat: list[float] = []
+        for begin in range(0, len(rows), batch_size):
+            chunk = rows[begin : begin + batch_size]
+            row_pixels = [pixels for _, pixels in chunk if pixels is not None]
+            flat += self._score_chunk(
+                [encoded for encoded, _ in chunk], torch.cat(row_pixels) if row_pixels else None
+            )
+        scores, start = [], 0
+        for options in candidates:
+            scores.append(flat[start : start + len(options)])
+            start += len(options)
         return scores
 
     def _score_chunk(
@@ -204,8 +234,8 @@ class OcelliPipeline:
             "input_ids"
         ]
         labels[batch["attention_mask"] == 0] = IGNORE_INDEX
-        if pixels is not None:
-            batch["pixel_values"] = pixels.repeat(len(encoded), 1, 1, 1)
+        if pixels is not None:  # every row's images, in row order
+            batch["pixel_values"] = pixels
         batch = self._to_device(batch)
         labels = labels.to(self.device)
         with torch.inference_mode():

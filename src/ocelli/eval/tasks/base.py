@@ -56,6 +56,10 @@ class Task:
     prompt_template: str = "{question}"
     protocol: dict[str, Any] = field(default_factory=dict)
     source: str = "built-in"
+    # Closed-set tasks: the answers a sample can have, for log-likelihood ranking (None
+    # for a sample that has no closed set, such as a reasoning question).
+    candidates: Callable[[Sample], list[str] | None] | None = None
+    scoring: str = "generate"  # or "loglik": see ocelli.eval.scoring
 
     def describe(self) -> dict[str, Any]:
         """What results.json records about the task (its code is named by the version
@@ -68,6 +72,7 @@ class Task:
             "max_new_tokens": self.max_new_tokens,
             "primary_metric": self.primary_metric,
             **({"protocol": self.protocol} if self.protocol else {}),
+            **({"scoring": self.scoring} if self.scoring != "generate" else {}),
         }
 
 

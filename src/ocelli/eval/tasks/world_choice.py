@@ -136,6 +136,7 @@ def mme() -> Task:
         max_new_tokens=16,
         prompt_template="{question}" + MME_SUFFIX,
         protocol={"seed": SEED, "subtasks": ["existence", "count", "color", "position"]},
+        candidates=lambda sample: ["yes", "no"],
     )
 
 
@@ -222,4 +223,5 @@ def mmbench_circular() -> Task:
         max_new_tokens=8,
         prompt_template=MMB_PROMPT,
         protocol={"seed": SEED, "extraction": "letter, else the one option named; no model judge"},
+        candidates=lambda sample: list("ABCD"[: len(sample.meta["options"])]),
     )

@@ -26,10 +26,40 @@ from ocelli.eval.tasks.world_sampling import (
 )
 from ocelli.eval.world_vqa import is_correct, load_questions, normalize_answer
 from ocelli.world.loading import load_scenes
-from ocelli.world.vocab import answer_synonyms
+from ocelli.world.vocab import COLORS, NO, SHAPES, SIDES, SIZES, YES, answer_synonyms, translate
 
 SEED = 0  # every per-image choice below is seeded from this and the image id
 POPE_PER_IMAGE = 3  # present and as many absent objects per image, as in POPE
+YES_NO = ["yes", "no"]
+# The closed answer sets of the world's questions, in English; an answer's set is the one
+# it belongs to (digits: counts up to 9).
+ANSWER_SETS: tuple[tuple[str, ...], ...] = (
+    ("yes", "no"),
+    tuple(COLORS),
+    SHAPES,
+    tuple(SIZES),
+    ("left", "right"),
+    ("top", "bottom"),
+    tuple(str(count) for count in range(10)),
+)
+
+
+def answer_candidates(truth: str, lang: str) -> list[str] | None:
+    """Every answer of the closed set `truth` belongs to, in `lang`; None for an answer
+    outside them (a reasoning question's rationale)."""
+    for words in ANSWER_SETS:
+        names = [_name(word, lang) for word in words]
+        if truth in names:
+            return names
+    return None
+
+
+def _name(word: str, lang: str) -> str:
+    if word in ("yes", "no"):
+        return (YES if word == "yes" else NO)[lang]
+    if word in SIDES["en"]:
+        return SIDES[lang][word]
+    return translate(word, lang)
 
 
 def _world_vqa_build(data_dir: Path) -> list[Sample]:
@@ -75,6 +105,7 @@ def world_vqa() -> Task:
         aggregate=_world_vqa_aggregate,
         primary_metric="accuracy",
         max_new_tokens=24,
+        candidates=lambda sample: answer_candidates(sample.truth, sample.meta.get("lang") or "en"),
     )
 
 
@@ -121,6 +152,7 @@ def _pope_task(how: str) -> Task:
         max_new_tokens=16,
         prompt_template=POPE_TEMPLATE,
         protocol={"negative_sampling": how, "per_image": POPE_PER_IMAGE, "seed": SEED},
+        candidates=lambda sample: YES_NO,
     )
 
 
