@@ -49,8 +49,8 @@ BUDGET = [
     "world.val_images=0",
     "world.test_images=100",
     "world.cogent_images=0",
-    "vision.train.max_steps=40",
-    "text.train.max_steps=60",
+    "vision.train.max_steps=30",
+    "text.train.max_steps=40",
     "dpo.enabled=false",
 ]
 # Seconds-sized models and world for the smoke test (tests/model/test_interfaces_train.py).
@@ -76,17 +76,19 @@ TINY = [
 @dataclass
 class AblationConfig:
     recipe: str = "quickstart"
-    steps: int = 40  # per connector stage (alignment, then instruction tuning)
+    steps: int = 30  # per connector stage (alignment, then instruction tuning)
     connectors: list[str] = field(default_factory=lambda: list(CONNECTORS))
     overrides: list[str] = field(default_factory=list)  # of the recipe, for every connector
-    eval_limit: int | None = 150  # test questions scored per connector
+    eval_limit: int | None = 100  # test questions scored per connector
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[AblationConfig, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=AblationConfig.steps)
     parser.add_argument("--connectors", default=",".join(CONNECTORS), help="comma-separated")
-    parser.add_argument("--out", type=Path, default=Path("runs") / NAME, help="run directories")
+    parser.add_argument(
+        "--out", type=Path, default=common.REPO_ROOT / "runs" / NAME, help="run directories"
+    )
     parser.add_argument("--results", type=Path, default=common.RESULTS_DIR / f"{NAME}.json")
     parser.add_argument("--docs", type=Path, default=common.DOCS_PATH)
     parser.add_argument("--plot", type=Path, default=PLOT_PATH)
@@ -174,30 +176,40 @@ def evaluate(run_dir: Path, limit: int | None) -> dict[str, Any]:
     }
 
 
-def run(config: AblationConfig, out: Path, threads: int | None) -> dict[str, Any]:
+def run(config: AblationConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """Stage 0 once, then each connector; the results are written after every
+    connector, so a run cut short still leaves the figures of those that finished."""
     from ocelli.model import CONNECTORS as REGISTRY
+    from ocelli.train.runners import run_recipe
 
     for name in config.connectors:
         REGISTRY.get(name)  # a misspelt name fails now, listing the registered ones
-    threads = common.set_threads(threads)
-    load_before = common.load_average()
-    from ocelli.train.runners import run_recipe
-
+    results: dict[str, Any] = {
+        "rows": [],
+        "threads": common.set_threads(args.threads),
+        "load_average": common.load_average(),
+    }
     began = time.perf_counter()
-    # stage 0 with the first connector's recipe: identical for every connector
-    run_recipe(load_recipe(config, "mlp"), out / "_shared", stages=SHARED_STAGES, progress=False)
-    shared_s = round(time.perf_counter() - began, 1)
-    rows = []
+    # stage 0 with the mlp recipe: the connector plays no part in it
+    run_recipe(load_recipe(config, "mlp"), args.out / "_shared", stages=SHARED_STAGES)
+    results["shared_stage0_wall_s"] = round(time.perf_counter() - began, 1)
+    record: dict[str, Any] = {}
     for connector in config.connectors:
         print(f"[{NAME}] {connector}", file=sys.stderr, flush=True)
-        rows.append(run_connector(config, connector, out))
-    return {
-        "rows": rows,
-        "shared_stage0_wall_s": shared_s,
-        "threads": threads,
-        "load_average": load_before,
-        "load_average_after": common.load_average(),
-    }
+        results["rows"].append(run_connector(config, connector, args.out))
+        results["load_average_after"] = common.load_average()
+        results["connectors_done"] = len(results["rows"])
+        record = publish(config, args, results)
+    return record
+
+
+def publish(config: AblationConfig, args: argparse.Namespace, results: dict[str, Any]) -> dict:
+    """JSON, plot and docs section of the rows so far."""
+    record = common.write_results(args.results, NAME, config, results)
+    plot(record, args.plot)
+    if not args.no_docs:
+        common.update_docs_section(args.docs, NAME, render(record, args.plot))
+    return record
 
 
 def render(record: dict[str, Any], plot_path: Path | None) -> str:
@@ -243,7 +255,8 @@ def render(record: dict[str, Any], plot_path: Path | None) -> str:
         f"*{common.caption(record)} Recipe `{config['recipe']}` with "
         f"{', '.join(f'`{o}`' for o in config['overrides'])}; stage 0 shared "
         f"({results['shared_stage0_wall_s']:.0f} s); {config['steps']} steps each of stage 1 and "
-        f"stage 2 per connector; {rows[0]['num_questions'] if rows else 0} test questions. "
+        f"stage 2 per connector; {rows[0]['num_questions']} test questions; "
+        f"{len(rows)} of {len(config['connectors'])} connectors done. "
         "Image tokens are those in the LM's sequence (xattn and adapter take one placeholder "
         "and reach the LM through their own latents); samples/s is stage 2's `train()` figure, "
         "its final save included.*"
@@ -290,12 +303,8 @@ def plot(record: dict[str, Any], path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config, args = parse_args(argv)
-    record = common.write_results(args.results, NAME, config, run(config, args.out, args.threads))
-    plot(record, args.plot)
-    markdown = render(record, args.plot)
-    if not args.no_docs:
-        common.update_docs_section(args.docs, NAME, markdown)
-    print(markdown)
+    record = run(config, args)
+    print(render(record, args.plot))
     return record
 
 
