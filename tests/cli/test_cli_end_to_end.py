@@ -63,8 +63,9 @@ def test_train_runs_every_stage(run_dir):
     summary = json.loads((run_dir / "train_summary.json").read_text(encoding="utf-8"))
     assert list(summary["stages"]) == list(STAGES)
     assert all(stage["steps"] == 2 for stage in summary["stages"].values())
-    for stage in ("text", "align", "instruct"):
+    for stage in ("text", "align", "instruct", "dpo"):
         assert (run_dir / stage / "final" / "model.safetensors").is_file()
+    assert summary["stages"]["dpo"]["pairs"]["num_pairs"] > 0
     recipe = json.loads((run_dir / "instruct" / "recipe.json").read_text(encoding="utf-8"))
     assert recipe["recipe"]["model"]["vision"] == "siglip-tiny"  # the run can be reproduced
 
@@ -110,6 +111,7 @@ def test_own_data_and_local_checkpoints(cli, run_dir, tmp_path):
         f"instruct.data={world / 'conversations.json'}",
         "align.train.batch_size=8",
         "instruct.train.batch_size=8",
+        "dpo.enabled=false",  # its pairs come from a world (or a file given as dpo.data)
     ]
     vision, language_model = run_dir / "vision" / "encoder", run_dir / "text" / "final"
     result = cli(
@@ -191,6 +193,14 @@ def test_quickstart_writes_report_and_metrics(quickstart_dir):
     )
     assert 0 <= hallucination["chair"]["chair_i"] <= 1
     assert (quickstart_dir / "eval" / "hallucination" / "report.html").is_file()
+    # the aligned (stage 3) model is evaluated beside the SFT one
+    aligned = metrics["aligned"]
+    assert aligned["model"] == "dpo/final" and set(aligned["evaluation"]) == {"test", "cogent-b"}
+    assert set(aligned["hallucination"]) == set(hallucination)
+    measures = {row["measure"] for row in metrics["sft_vs_aligned"]}
+    assert {"VQA accuracy, test", "pope_adversarial f1", "chair chair_i"} <= measures
+    assert "SFT vs aligned" in report
+    assert (quickstart_dir / "eval" / "dpo" / "hallucination" / "report.html").is_file()
     provenance = metrics["provenance"]
     assert provenance["ocelli_version"] == ocelli.__version__
     commit = provenance["git_commit"]  # None only outside a git checkout

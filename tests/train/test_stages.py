@@ -137,7 +137,60 @@ def test_shipped_recipes_load_and_bad_ones_are_named():
         load_recipe("nope")
     with pytest.raises(ConfigError, match="unknown key\\(s\\) lrr"):
         load_recipe("quickstart", ["instruct.train.lrr=1"])
-    assert STAGES == ("vision", "text", "align", "instruct")
+    assert STAGES == ("vision", "text", "align", "instruct", "dpo")
+
+
+def test_the_dpo_stage_is_off_by_default_and_on_in_the_quickstart():
+    from ocelli.align import KINDS
+    from ocelli.train.recipe import Recipe
+
+    assert not Recipe().dpo.enabled
+    recipe = load_recipe("quickstart", ["dpo.loss=ipo", "dpo.num_pairs=10"])
+    assert recipe.dpo.enabled and set(recipe.dpo.kinds) <= set(KINDS)
+    assert recipe.dpo.loss == "ipo" and recipe.dpo.num_pairs == 10
+    assert 0 < recipe.dpo.train.max_steps <= 100
+
+
+@pytest.fixture(scope="module")
+def tiny_world_run(tmp_path_factory):
+    """A run directory holding only a 6-image English training world."""
+    from ocelli.world import QUICKSTART_WORLD, generate_dataset
+
+    root = tmp_path_factory.mktemp("dpo-run")
+    generate_dataset(
+        root / "world" / "train", 6, seed=1, split="train", config=QUICKSTART_WORLD, progress=False
+    )
+    return root
+
+
+def test_dpo_stage_pairs_are_a_seeded_sample_of_the_asked_kinds(tiny_world_run):
+    from ocelli.align import load_pairs
+    from ocelli.train.recipe import Recipe
+    from ocelli.train.runners import stage_preference_pairs
+    from ocelli.train.stages import RunPaths
+
+    recipe = Recipe()
+    recipe.dpo.kinds, recipe.dpo.num_pairs = ["negative", "object"], 5
+    paths = RunPaths(tiny_world_run)
+    path, summary = stage_preference_pairs(recipe, paths)
+    first = path.read_bytes()
+    pairs = load_pairs(path)
+    assert len(pairs) == summary["num_pairs"] == 5
+    assert {pair.kind for pair in pairs} <= {"negative", "object"}
+    assert stage_preference_pairs(recipe, paths)[0].read_bytes() == first
+    recipe.dpo.kinds = ["objct"]
+    with pytest.raises(ConfigError, match="unknown preference kind"):
+        stage_preference_pairs(recipe, paths)
+
+
+def test_dpo_stage_needs_the_stage_2_model(tiny_world_run):
+    from ocelli.errors import CheckpointError
+    from ocelli.train.recipe import Recipe
+    from ocelli.train.runners import run_dpo_stage
+    from ocelli.train.stages import RunPaths
+
+    with pytest.raises(CheckpointError, match="stage 2 \\(instruct\\) model"):
+        run_dpo_stage(Recipe(), RunPaths(tiny_world_run), None, False, None)
 
 
 class Parts(torch.nn.Module):

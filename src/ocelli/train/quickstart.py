@@ -1,4 +1,5 @@
-"""`ocelli quickstart`: world -> stage 0 -> stage 1 -> stage 2 -> evaluation -> report."""
+"""`ocelli quickstart`: world -> stage 0 -> stage 1 -> stage 2 -> stage 3 (DPO) ->
+evaluation of the SFT and the aligned model side by side -> report."""
 
 from __future__ import annotations
 
@@ -20,9 +21,14 @@ EVAL_SPLITS = {
 # POPE's way with its three kinds of absent objects, and CHAIR over generated captions.
 HALLUCINATION_TASKS = ("pope_random", "pope_popular", "pope_adversarial", "chair")
 HALLUCINATION_METRICS = ("accuracy", "f1", "yes_ratio", "chair_i", "chair_s")
+# The models a run is evaluated on: the stage whose final/ holds it, and where its
+# results go under eval/. The SFT model's keep the places they had before stage 3.
+EVAL_MODELS = {"sft": ("instruct", ""), "aligned": ("dpo", "dpo")}
 
 
-def evaluate_run(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+def evaluate_run(
+    recipe: Recipe, run_dir: Path, progress: bool = True, stage: str = "instruct", subdir: str = ""
+) -> dict[str, Any]:
     import torch
 
     from ocelli.eval.world_vqa import blind_baseline, evaluate_world_vqa
@@ -32,7 +38,7 @@ def evaluate_run(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[s
     device = recipe.eval.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    pipeline = load(run_dir / "instruct" / "final", device=device)
+    pipeline = load(run_dir / stage / "final", device=device)
     evaluations = {}
     for split in EVAL_SPLITS:
         data_dir = run_dir / "world" / split
@@ -48,7 +54,7 @@ def evaluate_run(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[s
             description=f"evaluating {split}",
         )
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.records)
-        atomic_write_text(run_dir / "eval" / f"{split}.jsonl", lines)
+        atomic_write_text(run_dir / "eval" / subdir / f"{split}.jsonl", lines)
         result.metrics["blind_baseline"] = blind_baseline(
             run_dir / "world" / "train", result.records
         )
@@ -60,18 +66,20 @@ def evaluate_run(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[s
     return evaluations
 
 
-def evaluate_hallucination(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[str, Any]:
-    """POPE and CHAIR on the test split, written to eval/hallucination/ (results.json,
-    per-sample answers, report.html); returns each task's headline metrics."""
+def evaluate_hallucination(
+    recipe: Recipe, run_dir: Path, progress: bool = True, stage: str = "instruct", subdir: str = ""
+) -> dict[str, Any]:
+    """POPE and CHAIR on the test split, written to eval/[subdir/]hallucination/
+    (results.json, per-sample answers, report.html); returns each task's headline metrics."""
     from ocelli.eval.harness import evaluate
 
     data_dir = run_dir / "world" / "test"
     if not (data_dir / "scenes.jsonl").is_file():
         return {}
     results = evaluate(
-        str(run_dir / "instruct" / "final"),
+        str(run_dir / stage / "final"),
         ",".join(HALLUCINATION_TASKS),
-        run_dir / "eval" / "hallucination",
+        run_dir / "eval" / subdir / "hallucination",
         data_dir=data_dir,
         limit=recipe.eval.limit,
         batch_size=recipe.eval.batch_size,
@@ -85,6 +93,67 @@ def evaluate_hallucination(recipe: Recipe, run_dir: Path, progress: bool = True)
         }
         for name, task in results["tasks"].items()
     }
+
+
+def metrics_of(evaluations: dict[str, Any], hallucination: dict[str, Any]) -> dict[str, Any]:
+    """One model's figures: VQA metrics per split and the hallucination probes."""
+    return {
+        "evaluation": {split: ev["metrics"] for split, ev in evaluations.items()},
+        "hallucination": hallucination,
+    }
+
+
+def evaluate_aligned(recipe: Recipe, run_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """The stage 3 model's figures (results under eval/dpo/), empty without stage 3."""
+    stage, subdir = EVAL_MODELS["aligned"]
+    if not (run_dir / stage / "final" / "config.json").is_file():
+        return {}
+    evaluations = evaluate_run(recipe, run_dir, progress, stage, subdir)
+    hallucination = evaluate_hallucination(recipe, run_dir, progress, stage, subdir)
+    return {"model": f"{stage}/final", **metrics_of(evaluations, hallucination)}
+
+
+def side_by_side(sft: dict[str, Any], aligned: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of (measure, SFT, aligned, change) for every figure both models have."""
+    if not aligned:
+        return []
+    rows = []
+    for split, values in sft["evaluation"].items():
+        if split in aligned["evaluation"]:
+            rows.append(
+                (
+                    f"VQA accuracy, {split}",
+                    values["accuracy"],
+                    aligned["evaluation"][split]["accuracy"],
+                )
+            )
+    for task, values in sft["hallucination"].items():
+        for key, value in values.items():
+            theirs = aligned["hallucination"].get(task, {}).get(key)
+            if theirs is not None:
+                rows.append((f"{task} {key}", value, theirs))
+    return [
+        {
+            "measure": name,
+            "SFT (instruct/final)": round(mine, 4),
+            "aligned (dpo/final)": round(theirs, 4),
+            "change": round(theirs - mine, 4),
+        }
+        for name, mine, theirs in rows
+    ]
+
+
+def aligned_html(rows: list[dict[str, Any]]) -> str:
+    from ocelli.report import html_table
+
+    if not rows:
+        return "<h2>SFT vs aligned</h2><p>Stage 3 (dpo) did not run in this recipe.</p>"
+    return (
+        "<h2>SFT vs aligned (stage 3, DPO)</h2>"
+        + html_table(rows)
+        + '<p>Aligned model\'s answers: <a href="eval/dpo/hallucination/report.html">'
+        "eval/dpo/hallucination/report.html</a></p>"
+    )
 
 
 def pick_samples(records: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
@@ -113,6 +182,7 @@ def run_quickstart(
     start_eval = time.perf_counter()
     evaluations = evaluate_run(recipe, out_dir, progress=progress)
     hallucination = evaluate_hallucination(recipe, out_dir, progress=progress)
+    aligned = evaluate_aligned(recipe, out_dir, progress=progress)
     timings["evaluation"] = time.perf_counter() - start_eval
     timings["total"] = time.perf_counter() - began
     curves = {
@@ -127,6 +197,8 @@ def run_quickstart(
         "evaluation": {split: ev["metrics"] for split, ev in evaluations.items()},
         "hallucination": hallucination,
         "training": trained["stages"],
+        "aligned": aligned,
+        "sft_vs_aligned": side_by_side(metrics_of(evaluations, hallucination), aligned),
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "provenance": provenance(),
     }
@@ -179,6 +251,6 @@ def run_quickstart(
         + "<h2>Hallucination (test split)</h2>"
         + html_table([{"task": name, **values} for name, values in hallucination.items()])
         + '<p>Per-sample answers and plots: <a href="eval/hallucination/report.html">'
-        "eval/hallucination/report.html</a></p>",
+        "eval/hallucination/report.html</a></p>" + aligned_html(metrics["sft_vs_aligned"]),
     )
     return {"metrics": metrics, "report": report}

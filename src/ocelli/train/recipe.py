@@ -1,4 +1,4 @@
-"""Recipes: the whole training run (world, model, the four stages, evaluation) as one
+"""Recipes: the whole training run (world, model, the five stages, evaluation) as one
 dataclass, loaded from a YAML file in `recipes/` or a user's path, overridable with
 `--set key.sub=value`, and saved beside every checkpoint it produces."""
 
@@ -14,7 +14,7 @@ from ocelli.errors import ConfigError
 from ocelli.train.pretrain_vision import VisionPretrainConfig
 from ocelli.train.trainer_config import TrainConfig
 
-STAGES = ("vision", "text", "align", "instruct")
+STAGES = ("vision", "text", "align", "instruct", "dpo")
 
 
 @dataclass
@@ -59,6 +59,26 @@ class StageSection:
 
 
 @dataclass
+class DPOSection:
+    """Stage 3: DPO/IPO of the stage 2 model against a frozen copy of itself, on
+    preference pairs built from the training world's ground truth (ocelli.align)."""
+
+    enabled: bool = False
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(lr=5e-5, max_steps=50, batch_size=4)
+    )
+    beta: float = 0.1
+    loss: str = "sigmoid"  # sigmoid (DPO) or ipo
+    segment_weight: float = 1.0  # weight of the changed-span tokens (RLHF-V uses 5)
+    kinds: list[str] | None = None  # preference kinds (ocelli.align.KINDS); None: all
+    num_pairs: int | None = None  # a seeded sample of this many pairs; None: all
+    yes_ratio: float = 0.5  # share of LRV negative questions whose answer is yes
+    # a preference JSONL of one's own (ocelli align data format); empty: built from the
+    # training world with the settings above
+    data: str = ""
+
+
+@dataclass
 class EvalSection:
     max_new_tokens: int = 24
     batch_size: int = 32
@@ -78,6 +98,7 @@ class Recipe:
     text: StageSection = field(default_factory=StageSection)
     align: StageSection = field(default_factory=StageSection)
     instruct: StageSection = field(default_factory=StageSection)
+    dpo: DPOSection = field(default_factory=DPOSection)
     eval: EvalSection = field(default_factory=EvalSection)
 
 

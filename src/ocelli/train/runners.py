@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ocelli.errors import ConfigError
-from ocelli.train.recipe import STAGES, Recipe, StageSection
+from ocelli.train.recipe import STAGES, DPOSection, Recipe, StageSection
 from ocelli.train.stages import RunPaths, param_groups, require, write_stage_config
 from ocelli.utils import atomic_write_json, seed_everything
 
@@ -63,7 +63,7 @@ def build_tokenizer(recipe: Recipe, paths: RunPaths) -> Any:
     return tokenizer
 
 
-def _train_config(section: StageSection, max_steps: int | None, seed: int) -> Any:
+def _train_config(section: StageSection | DPOSection, max_steps: int | None, seed: int) -> Any:
     config = section.train
     if max_steps is not None:
         config = replace(
@@ -329,6 +329,58 @@ def run_instruct_stage(
     return summary
 
 
+def stage_preference_pairs(recipe: Recipe, paths: RunPaths) -> tuple[Path, dict[str, Any]]:
+    """The stage 3 pairs from the training world (a seeded sample of `dpo.num_pairs`),
+    written to RUN/dpo/pairs.jsonl; the same recipe always gives the same file."""
+    import numpy as np
+
+    from ocelli.align import build_preference_pairs, write_pairs
+    from ocelli.align.preference_data import summarize
+
+    section = recipe.dpo
+    out = paths.stage("dpo") / "pairs.jsonl"
+    pairs, _ = build_preference_pairs(
+        paths.world("train"), section.kinds, recipe.seed, section.yes_ratio
+    )
+    if section.num_pairs is not None and section.num_pairs < len(pairs):
+        order = np.random.default_rng(recipe.seed).permutation(len(pairs))
+        pairs = [pairs[i] for i in sorted(order[: section.num_pairs])]
+    if not pairs:
+        raise ConfigError("dpo: no preference pairs; check dpo.kinds and dpo.num_pairs")
+    if _is_main_process():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_pairs(out, pairs)
+    _wait_for_everyone()
+    return out, summarize(pairs)
+
+
+def run_dpo_stage(
+    recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: bool, max_steps: int | None
+) -> dict[str, Any]:
+    """Stage 3: DPO/IPO from the stage 2 model, the reference a frozen copy of it."""
+    from ocelli.align import DPOConfig, train_dpo
+
+    start = require(paths.model("instruct"), "dpo", "the stage 2 (instruct) model")
+    section = recipe.dpo
+    if section.data:
+        data, pair_summary = Path(section.data), {"data": section.data}
+    else:
+        data, pair_summary = stage_preference_pairs(recipe, paths)
+    config = DPOConfig(beta=section.beta, loss=section.loss, segment_weight=section.segment_weight)
+    summary = train_dpo(
+        start,
+        data,
+        paths.stage("dpo"),
+        config,
+        _train_config(section, max_steps, recipe.seed),
+        resume=resume,
+    )
+    if _is_main_process():
+        write_stage_config(recipe, paths.stage("dpo"), {"pairs": pair_summary})
+    _wait_for_everyone()
+    return {**summary["result"], "pairs": pair_summary}
+
+
 def _save_merged(model: Any, processor: Any, paths: RunPaths) -> None:
     """The loop saved the LoRA adapters in final/: keep them in adapter/ and put the
     merged model in final/, which loads like any other ocelli model."""
@@ -367,6 +419,7 @@ RUNNERS = {
     "text": run_text_stage,
     "align": run_align_stage,
     "instruct": run_instruct_stage,
+    "dpo": run_dpo_stage,
 }
 
 
