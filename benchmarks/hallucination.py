@@ -1,0 +1,275 @@
+"""Hallucination of one trained run, measured in one go on its world's test split.
+
+Rows: the SFT model (stage 2, `instruct/final`) with greedy decoding (the baseline),
+with temperature-1 sampling, with visual contrastive decoding at each `vcd_alphas`
+value, and the DPO-aligned model (stage 3, `dpo/final`) with greedy decoding.
+Columns: POPE accuracy / F1 / yes-ratio for its three samplings (random, popular,
+adversarial), CHAIR_i and CHAIR_s over detailed captions, world-VQA accuracy (with the
+blind baseline of the same questions) and the time per answer relative to greedy.
+Every row answers the same questions (ocelli.eval's tasks, seeded).
+
+    python benchmarks/hallucination.py --run runs/quickstart     # a finished run
+    python benchmarks/hallucination.py --tiny --no-docs          # smoke test, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import _common as common
+
+from ocelli.errors import CheckpointError, ConfigError
+from ocelli.eval.backends import LocalBackend
+from ocelli.train.quickstart import HALLUCINATION_METRICS, HALLUCINATION_TASKS
+
+NAME = "hallucination"
+POPE_KINDS = ("random", "popular", "adversarial")
+# The quickstart recipe shrunk to seconds, for --tiny: a 48-image English world, a
+# one-layer LM, one step a stage and a few preference pairs.
+TINY_RECIPE = [
+    "world.train_images=48",
+    "world.val_images=0",
+    "world.test_images=4",
+    "world.cogent_images=0",
+    "world.langs=[en]",
+    "model.vision_overrides={patch_size: 4, hidden_sizes: [16, 32], depths: [1, 1]}",
+    "model.language_model_overrides={hidden_size: 64, num_hidden_layers: 1, num_attention_heads: 2}",
+    "dpo.num_pairs=8",
+    "dpo.train.batch_size=2",
+    *[f"{stage}.train.batch_size=8" for stage in ("vision", "text", "align", "instruct")],
+]
+
+
+@dataclass
+class HallucinationBenchConfig:
+    run: str | None = None  # a run directory with instruct/final, dpo/final and world/test
+    limit: int | None = 200  # questions per task (POPE, CHAIR, VQA); None: all
+    batch_size: int = 32
+    vcd_alphas: list[float] = field(default_factory=lambda: [0.5, 1.0])
+    vcd_beta: float = 0.1
+    vcd_noise_step: int = 500
+    sampling: bool = True  # also the SFT model with temperature-1 sampling
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1 or self.batch_size < 1:
+            raise ConfigError(
+                f"limit and batch_size must be >= 1, got {self.limit}, {self.batch_size}"
+            )
+
+
+class DecodingPipeline:
+    """A generation pipeline whose every call adds fixed generation arguments (VCD,
+    sampling); everything else is the wrapped pipeline's."""
+
+    def __init__(self, pipeline: Any, generation_kwargs: dict[str, Any]) -> None:
+        self.pipeline, self.generation_kwargs = pipeline, generation_kwargs
+
+    def chat_batch(self, images: Any, prompts: Any, **kwargs: Any) -> list[str]:
+        return self.pipeline.chat_batch(images, prompts, **{**kwargs, **self.generation_kwargs})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pipeline, name)
+
+
+class DecodingBackend(LocalBackend):
+    """ocelli.eval's local backend with one decoding method applied to every answer."""
+
+    def __init__(self, model_dir: Path, method: str, generation_kwargs: dict[str, Any]) -> None:
+        super().__init__(model_dir)
+        self.method = method
+        self.pipeline = DecodingPipeline(self.pipeline, generation_kwargs)
+
+    def generation_settings(self) -> dict[str, Any]:
+        return {**super().generation_settings(), "decoding": self.method}
+
+
+def methods(config: HallucinationBenchConfig, run: Path) -> list[tuple[str, Path, dict]]:
+    """(row name, model directory, generation arguments) of every row, baseline first."""
+    from ocelli.generate import VCDConfig
+
+    sft, aligned = run / "instruct" / "final", run / "dpo" / "final"
+    rows: list[tuple[str, Path, dict]] = [("SFT greedy", sft, {"do_sample": False})]
+    if config.sampling:
+        rows.append(("SFT sampling (T=1)", sft, {"do_sample": True, "temperature": 1.0}))
+    for alpha in config.vcd_alphas:
+        vcd = VCDConfig(alpha=alpha, beta=config.vcd_beta, noise_step=config.vcd_noise_step)
+        rows.append((f"SFT + VCD (alpha {alpha:g})", sft, {"do_sample": False, "vcd": vcd}))
+    rows.append(("DPO (stage 3) greedy", aligned, {"do_sample": False}))
+    for name, directory, _ in rows:
+        if not (directory / "config.json").is_file():
+            raise CheckpointError(
+                f"{directory} is not a saved model (row {name!r}); give --run a run directory "
+                "whose stages 2 and 3 finished (ocelli train --recipe quickstart --stage dpo)"
+            )
+    return rows
+
+
+def measure_row(
+    config: HallucinationBenchConfig, run: Path, work: Path, method: tuple[str, Path, dict]
+) -> dict[str, Any]:
+    """One row: POPE and CHAIR through ocelli.eval's harness, then world-VQA."""
+    from ocelli.eval.harness import evaluate
+    from ocelli.eval.world_vqa import blind_baseline, evaluate_world_vqa
+
+    name, model_dir, generation_kwargs = method
+    backend = DecodingBackend(model_dir, name, generation_kwargs)
+    test = run / "world" / "test"
+    began = time.perf_counter()
+    results = evaluate(
+        backend,
+        ",".join(HALLUCINATION_TASKS),
+        work / f"row{len(list(work.iterdir()))}",
+        data_dir=test,
+        limit=config.limit,
+        batch_size=config.batch_size,
+        progress=False,
+    )
+    vqa = evaluate_world_vqa(
+        backend.pipeline, test, limit=config.limit, batch_size=config.batch_size, progress=False
+    )
+    seconds = time.perf_counter() - began
+    answers = sum(task["num_samples"] for task in results["tasks"].values()) + len(vqa.records)
+    row = {
+        task: {k: round(v, 4) for k, v in values["metrics"].items() if k in HALLUCINATION_METRICS}
+        for task, values in results["tasks"].items()
+    }
+    return {
+        "method": name,
+        "model": str(model_dir),
+        **row,
+        "vqa_accuracy": round(vqa.metrics["accuracy"], 4),
+        "vqa_blind_baseline": round(
+            blind_baseline(run / "world" / "train", vqa.records)["accuracy"], 4
+        ),
+        "num_answers": answers,
+        "seconds": round(seconds, 2),
+        "seconds_per_answer": seconds / max(answers, 1),
+    }
+
+
+def tiny_run(work: Path) -> Path:
+    """A finished quickstart-shaped run of a few seconds (every stage, one step)."""
+    from ocelli.train.recipe import load_recipe
+    from ocelli.train.runners import run_recipe
+
+    out = work / "tiny-run"
+    run_recipe(load_recipe("quickstart", TINY_RECIPE), out, max_steps=1, progress=False)
+    return out
+
+
+def run(config: HallucinationBenchConfig, threads: int | None) -> dict[str, Any]:
+    threads = common.set_threads(threads)
+    load = common.load_average()
+    with tempfile.TemporaryDirectory(prefix="ocelli-halluc-") as tmp:
+        work = Path(tmp)
+        run_dir = Path(config.run) if config.run else tiny_run(work)
+        rows_dir = work / "rows"
+        rows_dir.mkdir()
+        rows = [measure_row(config, run_dir, rows_dir, m) for m in methods(config, run_dir)]
+    greedy = rows[0]["seconds_per_answer"]
+    for row in rows:
+        row["time_vs_greedy"] = round(row["seconds_per_answer"] / greedy, 3)
+        row["seconds_per_answer"] = round(row["seconds_per_answer"], 4)
+    return {
+        "run": config.run or "(tiny run)",
+        "rows": rows,
+        "threads": threads,
+        "load_average": load,
+    }
+
+
+def render(record: dict[str, Any]) -> str:
+    results = record["results"]
+    header = ["method"]
+    header += [f"POPE {kind} acc / F1 / yes" for kind in POPE_KINDS]
+    header += ["CHAIR_i", "CHAIR_s", "VQA acc", "time / greedy"]
+    table = []
+    for row in results["rows"]:
+        pope = [row[f"pope_{kind}"] for kind in POPE_KINDS]
+        cells = [f"{p['accuracy']:.3f} / {p['f1']:.3f} / {p['yes_ratio']:.2f}" for p in pope]
+        table.append(
+            [row["method"], *cells, f"{row['chair']['chair_i']:.3f}", f"{row['chair']['chair_s']:.3f}",
+             f"{row['vqa_accuracy']:.3f}", f"{row['time_vs_greedy']:.2f}x"]
+        )  # fmt: skip
+    first = results["rows"][0]
+    return "\n".join(
+        [
+            "### Hallucination: SFT greedy against sampling, VCD and DPO",
+            "",
+            common.markdown_table(header, table),
+            "",
+            f"*{common.caption(record)} Run `{results['run']}`, world test split; "
+            f"{first['num_answers']} answers a row (POPE and VQA up to "
+            f"{record['config']['limit']} questions each, CHAIR over as many captions); "
+            f"blind VQA baseline on the same questions {first['vqa_blind_baseline']:.3f}. "
+            "Time is each row's wall time per answer over the greedy row's, on a shared "
+            "machine. Produced by `benchmarks/hallucination.py`.*",
+            "",
+            f"![hallucination by method]({record['plot']})" if record.get("plot") else "",
+        ]
+    )
+
+
+def write_plot(record: dict[str, Any], out_png: Path) -> None:
+    """Adversarial POPE F1, yes-ratio and CHAIR_i per method, one bar group each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = record["results"]["rows"]
+    measures = {
+        "POPE adversarial F1": [r["pope_adversarial"]["f1"] for r in rows],
+        "POPE adversarial yes-ratio": [r["pope_adversarial"]["yes_ratio"] for r in rows],
+        "CHAIR_i": [r["chair"]["chair_i"] for r in rows],
+        "VQA accuracy": [r["vqa_accuracy"] for r in rows],
+    }
+    figure, axis = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(rows)
+    for index, row in enumerate(rows):
+        xs = [m + index * width for m in range(len(measures))]
+        axis.bar(xs, [values[index] for values in measures.values()], width, label=row["method"])
+    axis.set_xticks([m + 0.4 - width / 2 for m in range(len(measures))], list(measures))
+    axis.set_ylim(0, 1)
+    axis.legend(fontsize=7)
+    axis.set_title("Hallucination by decoding / alignment method (world test split)")
+    figure.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_png, dpi=100)
+    plt.close(figure)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--run", default=None, help="a finished run directory (stages 2 and 3)")
+    parser.add_argument("--tiny", action="store_true", help="a tiny run made on the spot")
+    known, rest = parser.parse_known_args(argv)
+    if not known.tiny and not known.run:
+        raise SystemExit("give --run RUN_DIR (a finished quickstart run) or --tiny")
+    settings = [f"run={known.run}"] if known.run else []
+    if known.tiny:
+        settings += ["limit=4", "batch_size=4", "vcd_alphas=[1.0]"]
+    rest = [arg for item in settings for arg in ("--set", item)] + list(rest)
+    config, args = common.parse_args(
+        HallucinationBenchConfig, __doc__.split("\n")[0], rest, common.RESULTS_DIR / f"{NAME}.json"
+    )
+    record = common.write_results(args.out, NAME, config, run(config, args.threads))
+    if not args.no_docs:
+        png = args.docs.parent / "images" / f"{NAME}.png"
+        write_plot(record, png)
+        record["plot"] = str(png.relative_to(args.docs.parent))
+        common.update_docs_section(args.docs, NAME, render(record))
+    print(render(record))
+    return record
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
