@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from ocelli.errors import ConfigError
-from ocelli.eval.tasks import world_choice, world_closed, world_text  # noqa: F401  (registration)
+from ocelli.eval.tasks import (  # noqa: F401  (registration)
+    world_choice,
+    world_closed,
+    world_text,
+    world_vqa_variants,
+)
 from ocelli.eval.tasks.base import TASKS, Aggregate, Sample, Task, register_task
 from ocelli.eval.tasks.user import is_task_file, load_task_file
 

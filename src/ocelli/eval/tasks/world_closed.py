@@ -62,7 +62,8 @@ def _name(word: str, lang: str) -> str:
     return translate(word, lang)
 
 
-def _world_vqa_build(data_dir: Path) -> list[Sample]:
+def world_vqa_samples(data_dir: Path) -> list[Sample]:
+    """One sample per question of the split's questions.jsonl."""
     return [
         Sample(
             id=str(q.get("id", index)),
@@ -97,7 +98,7 @@ def world_vqa() -> Task:
     return Task(
         name="world_vqa",
         description="the world's questions (8 types, en/zh, held-out phrasings), exact match",
-        build=_world_vqa_build,
+        build=world_vqa_samples,
         extract=lambda raw, sample: normalize_answer(raw),
         score=lambda answer, sample: float(
             is_correct(answer, sample.truth, sample.meta.get("type") or "")
