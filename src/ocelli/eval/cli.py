@@ -13,6 +13,8 @@ from ocelli.errors import ConfigError
 def eval_command(args: argparse.Namespace, console: Any) -> int:
     if args.list:
         return list_tasks(console)
+    if args.compare and args.compare[0] == "export-task":
+        return export_command(args.compare, args, console)
     if args.compare:
         return compare_command(args.compare, console)
     if args.model is None:
@@ -68,4 +70,19 @@ def compare_command(words: list[str], console: Any) -> int:
 
     rows = compare_runs(words[1], words[2])
     console.print(comparison_markdown(rows, words[1], words[2]), markup=False, soft_wrap=True)
+    return 0
+
+
+def export_command(words: list[str], args: argparse.Namespace, console: Any) -> int:
+    if len(words) != 2 or args.out is None:
+        raise ConfigError("usage: ocelli eval export-task TASK --data DIR --out OUTDIR")
+    from ocelli.eval.export import export_task
+
+    summary = export_task(words[1], args.data, args.out)
+    console.print(
+        f"{summary['num_samples']} samples of {words[1]} in {args.out}: "
+        f"{', '.join(summary['files'])}",
+        markup=False,
+        soft_wrap=True,
+    )
     return 0
