@@ -78,7 +78,11 @@ def test_without_position_resets_samples_would_leak():
     packed = PackCollator(PAD_TOKEN_ID, max_tokens=64)(samples(model))
     running = torch.arange(packed["input_ids"].shape[1]).expand(len(packed["input_ids"]), -1)
     leaky = {**packed, "position_ids": running}
-    assert not torch.allclose(per_token_losses(model, packed), per_token_losses(model, leaky))
+    isolated = per_token_losses(model, packed)
+    assert not torch.allclose(isolated, per_token_losses(model, leaky))
+    # transformers looks for the restarts only without a KV cache, hence use_cache=False
+    cached = {**packed, "use_cache": True}
+    assert not torch.allclose(isolated, per_token_losses(model, cached))
 
 
 def test_labels_never_cross_a_sample_boundary():
