@@ -1,0 +1,438 @@
+"""Serving under load: `ocelli serve` in a subprocess on 127.0.0.1, driven by the `openai`
+client at several concurrencies, then a memory soak.
+
+Every request is streamed, carries one world image as a data URL and a world question,
+and asks for exactly `max_tokens` tokens (`ignore_eos`, vLLM's extension), so every level
+does the same work per request. A level sends `requests_per_level` requests from
+`concurrency` client threads; `rounds` rounds run every level, in alternating order, and a
+level's throughput is all its requests' tokens over all its rounds' time, compared with
+concurrency 1 measured in the same run. Latency is request to last chunk, time to first token request to the first
+content chunk. The soak then sends `soak_requests` more while the server's RSS is sampled.
+
+    python benchmarks/serve_load.py --model runs/quickstart/instruct/final
+    python benchmarks/serve_load.py --tiny --no-docs        # a tiny random model
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import _common as common
+import numpy as np
+
+from ocelli.errors import ConfigError
+
+NAME = "serve_load"
+MIB = 1024 * 1024
+STARTUP_TIMEOUT_S = 120
+
+
+@dataclass
+class ServeLoadConfig:
+    model_dir: str = ""  # --model
+    tiny: bool = False  # --tiny: a tiny random model instead of model_dir
+    concurrencies: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
+    requests_per_level: int = 32  # per level and round
+    rounds: int = 2  # each round runs every level once, alternating the order
+    max_tokens: int = 32
+    warmup_requests: int = 4
+    max_batch_size: int = 16  # the server's --max-batch-size
+    num_images: int = 16  # distinct world scenes the requests cycle through
+    soak_requests: int = 300
+    soak_concurrency: int = 16
+    rss_interval_s: float = 0.25
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.concurrencies or min(self.concurrencies) < 1 or self.max_tokens < 1:
+            raise ConfigError(
+                "concurrencies must be >= 1 and max_tokens >= 1; got "
+                f"{self.concurrencies} and {self.max_tokens}"
+            )
+        if self.rounds < 1 or self.requests_per_level < 1:
+            raise ConfigError(
+                f"rounds and requests_per_level must be >= 1; got {self.rounds} and "
+                f"{self.requests_per_level}"
+            )
+        if 1 not in self.concurrencies:
+            raise ConfigError("concurrencies must include 1, the baseline of every ratio")
+
+
+# -- the requests ----------------------------------------------------------------------
+
+
+def world_requests(config: ServeLoadConfig) -> list[tuple[str, str]]:
+    """(image data URL, question) pairs from quickstart-world scenes."""
+    from ocelli.world import QUICKSTART_WORLD, generate_scene, questions_for_scene, render_scene
+
+    rng = np.random.default_rng(config.seed)
+    pairs = []
+    for index in range(config.num_images):
+        scene = generate_scene(rng, QUICKSTART_WORLD, scene_id=f"load{index}")
+        buffer = io.BytesIO()
+        render_scene(scene).save(buffer, format="PNG")
+        url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+        question = questions_for_scene(scene, QUICKSTART_WORLD, seed=index, langs=["en"])[0]
+        pairs.append((url, question["question"]))
+    return pairs
+
+
+def ask(client: Any, request: tuple[str, str], max_tokens: int) -> dict[str, Any]:
+    """One streamed request: latency, time to first token, output tokens or the error."""
+    url, question = request
+    began = time.perf_counter()
+    first_token_s = None
+    tokens = 0
+    try:
+        stream = client.chat.completions.create(
+            model="default",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": url}},
+                        {"type": "text", "text": question},
+                    ],
+                }
+            ],
+            max_tokens=max_tokens,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"ignore_eos": True},
+        )
+        for chunk in stream:
+            if first_token_s is None and chunk.choices and chunk.choices[0].delta.content:
+                first_token_s = time.perf_counter() - began
+            if chunk.usage is not None:
+                tokens = chunk.usage.completion_tokens
+    except Exception as exc:  # a load test counts failures instead of stopping at one
+        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"latency_s": time.perf_counter() - began, "ttft_s": first_token_s, "tokens": tokens}
+
+
+def send(
+    client: Any, requests: list[tuple[str, str]], count: int, concurrency: int, max_tokens: int
+) -> tuple[list[dict[str, Any]], float]:
+    """`count` requests from `concurrency` threads: (outcomes, wall seconds)."""
+    chosen = [requests[i % len(requests)] for i in range(count)]
+    began = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        outcomes = list(pool.map(lambda r: ask(client, r, max_tokens), chosen))
+    return outcomes, time.perf_counter() - began
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def summarise(outcomes: list[dict[str, Any]], wall_s: float, concurrency: int) -> dict[str, Any]:
+    done = [o for o in outcomes if "error" not in o]
+    errors = [o["error"] for o in outcomes if "error" in o]
+    latencies = [o["latency_s"] for o in done]
+    first_tokens = [o["ttft_s"] for o in done if o["ttft_s"] is not None]
+    tokens = sum(o["tokens"] for o in done)
+    return {
+        "concurrency": concurrency,
+        "requests": len(outcomes),
+        "errors": len(errors),
+        "error_examples": sorted(set(errors))[:3],
+        "wall_s": wall_s,
+        "requests_per_s": len(done) / wall_s,
+        "output_tokens": tokens,
+        "output_tokens_per_s": tokens / wall_s,
+        "latency_p50_s": percentile(latencies, 50),
+        "latency_p99_s": percentile(latencies, 99),
+        "ttft_p50_s": percentile(first_tokens, 50),
+        "ttft_p99_s": percentile(first_tokens, 99),
+    }
+
+
+# -- the server ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_server(
+    model_dir: Path, config: ServeLoadConfig, threads: int, log_path: Path
+) -> Iterator[tuple[str, int]]:
+    """`ocelli serve` on 127.0.0.1 and a free port, without keys: (base URL, pid)."""
+    import httpx
+
+    port = free_port()
+    most = max(max(config.concurrencies), config.soak_concurrency)
+    command = [sys.executable, "-m", "ocelli.cli", "serve", "--model", str(model_dir)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--threads", str(threads), "--no-ui"]
+    command += ["--max-batch-size", str(config.max_batch_size)]
+    command += ["--max-concurrent-requests", str(most), "--max-concurrent-per-key", str(most)]
+    command += ["--max-tokens-limit", str(config.max_tokens)]
+    env = {key: value for key, value in os.environ.items() if key != "OCELLI_API_KEY"}
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + STARTUP_TIMEOUT_S
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"ocelli serve did not start:\n{log_path.read_text()}")
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            yield url, process.pid
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+class RssSampler:
+    """Samples a process's resident memory every `interval_s` in a thread."""
+
+    def __init__(self, pid: int, interval_s: float) -> None:
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.interval_s = interval_s
+        self.samples_mib: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.samples_mib.append(self.process.memory_info().rss / MIB)
+            self.stop.wait(self.interval_s)
+
+    def __enter__(self) -> RssSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.samples_mib.append(self.process.memory_info().rss / MIB)
+
+
+def memory_summary(samples_mib: list[float]) -> dict[str, Any]:
+    """Start, peak and end RSS; it "grows" when the last quarter's median exceeds the
+    first quarter's by more than 5% (and 10 MiB): a leak climbs, a warm allocator levels."""
+    quarter = max(1, len(samples_mib) // 4)
+    first, last = np.median(samples_mib[:quarter]), np.median(samples_mib[-quarter:])
+    growth = float(last - first)
+    return {
+        "samples": len(samples_mib),
+        "start_mib": samples_mib[0],
+        "peak_mib": max(samples_mib),
+        "end_mib": samples_mib[-1],
+        "first_quarter_median_mib": float(first),
+        "last_quarter_median_mib": float(last),
+        "growth_mib": growth,
+        "grows": bool(growth > max(10.0, 0.05 * float(first))),
+    }
+
+
+# -- the run ---------------------------------------------------------------------------
+
+
+def build_tiny_model(directory: Path, requests: list[tuple[str, str]]) -> Path:
+    """A tiny random model (CLIP-tiny, MLP, Llama-tiny) with a tokenizer trained on the
+    benchmark's own questions: junk answers, real serving work."""
+    import torch
+
+    from ocelli.data import train_tokenizer
+    from ocelli.data.processing import OcelliProcessor
+    from ocelli.model import OcelliForConditionalGeneration
+
+    tokenizer = train_tokenizer([question for _, question in requests] * 4, vocab_size=320)
+    torch.manual_seed(0)
+    model = OcelliForConditionalGeneration.from_components(
+        vision="clip-tiny",
+        language_model="llama-tiny",
+        connector="mlp",
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vocab_size=len(tokenizer),
+        language_model_overrides={"vocab_size": len(tokenizer)},
+    )
+    model.save_pretrained(directory)
+    OcelliProcessor.for_model(model, tokenizer).save_pretrained(directory)
+    return directory
+
+
+def count_parameters(model_dir: Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as weights:
+            for name in weights.keys():
+                total += int(np.prod(weights.get_slice(name).get_shape()))
+    return total
+
+
+def measure(url: str, pid: int, config: ServeLoadConfig, requests: list) -> dict[str, Any]:
+    import httpx
+    import openai
+
+    most = max(max(config.concurrencies), config.soak_concurrency)
+    client = openai.OpenAI(
+        base_url=f"{url}/v1",
+        api_key="unused",
+        max_retries=0,
+        timeout=600,
+        http_client=openai.DefaultHttpxClient(
+            limits=httpx.Limits(max_connections=most, max_keepalive_connections=most)
+        ),
+    )
+    send(client, requests, config.warmup_requests, 1, config.max_tokens)
+    measured: dict[int, list[tuple[list[dict[str, Any]], float]]] = {
+        concurrency: [] for concurrency in config.concurrencies
+    }
+    for index in range(config.rounds):
+        # Alternate the order, so a trend in the shared machine's load favours no level.
+        order = config.concurrencies if index % 2 == 0 else config.concurrencies[::-1]
+        for concurrency in order:
+            count = max(config.requests_per_level, concurrency)
+            measured[concurrency].append(
+                send(client, requests, count, concurrency, config.max_tokens)
+            )
+    levels = []
+    for concurrency, rounds in measured.items():
+        outcomes = [outcome for round_outcomes, _ in rounds for outcome in round_outcomes]
+        level = summarise(outcomes, sum(wall_s for _, wall_s in rounds), concurrency)
+        level["round_tokens_per_s"] = [
+            summarise(o, w, concurrency)["output_tokens_per_s"] for o, w in rounds
+        ]
+        levels.append(level)
+    baseline = next(level for level in levels if level["concurrency"] == 1)
+    for level in levels:
+        level["throughput_ratio"] = level["output_tokens_per_s"] / baseline["output_tokens_per_s"]
+    with RssSampler(pid, config.rss_interval_s) as sampler:
+        outcomes, wall_s = send(
+            client, requests, config.soak_requests, config.soak_concurrency, config.max_tokens
+        )
+    soak = {**summarise(outcomes, wall_s, config.soak_concurrency)}
+    soak["memory"] = memory_summary(sampler.samples_mib)
+    return {"levels": levels, "soak": soak}
+
+
+def run(config: ServeLoadConfig, threads: int | None) -> dict[str, Any]:
+    if not config.tiny and not config.model_dir:
+        raise ConfigError("give a model directory with --model DIR, or --tiny")
+    threads = threads or common.available_cores()
+    load_before = common.load_average()
+    requests = world_requests(config)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch_path = Path(scratch)
+        if config.tiny:
+            model_dir = build_tiny_model(scratch_path / "tiny", requests)
+        else:
+            model_dir = Path(config.model_dir)
+        num_parameters = count_parameters(model_dir)
+        log_path = scratch_path / "server.log"
+        with running_server(model_dir, config, threads, log_path) as (url, pid):
+            results = measure(url, pid, config, requests)
+    return {
+        **results,
+        "model": "tiny random" if config.tiny else str(config.model_dir),
+        "num_parameters": num_parameters,
+        "threads": threads,
+        "cores": common.available_cores(),
+        "load_average": load_before,
+        "load_average_after": common.load_average(),
+    }
+
+
+def render(record: dict[str, Any]) -> str:
+    results, config = record["results"], record["config"]
+    rows = [
+        [
+            level["concurrency"],
+            level["requests"],
+            level["errors"],
+            f"{level['requests_per_s']:.2f}",
+            f"{level['output_tokens_per_s']:.0f}",
+            f"**{level['throughput_ratio']:.2f}x**",
+            f"{level['latency_p50_s']:.2f} / {level['latency_p99_s']:.2f}",
+            f"{level['ttft_p50_s']:.2f} / {level['ttft_p99_s']:.2f}",
+        ]
+        for level in results["levels"]
+    ]
+    table = common.markdown_table(
+        [
+            "concurrency",
+            "requests",
+            "errors",
+            "requests/s",
+            "output tokens/s",
+            "vs concurrency 1",
+            "latency p50 / p99 (s)",
+            "first token p50 / p99 (s)",
+        ],
+        rows,
+    )
+    soak = results["soak"]
+    memory = soak["memory"]
+    grows = "grows" if memory["grows"] else "does not grow"
+    return "\n".join(
+        [
+            "### Serving under load",
+            "",
+            table,
+            "",
+            f"Memory soak: {soak['requests']} requests at concurrency {soak['concurrency']} "
+            f"({soak['errors']} errors, {soak['output_tokens_per_s']:.0f} output tokens/s); "
+            f"server RSS {memory['start_mib']:.0f} MiB at the start, {memory['peak_mib']:.0f} "
+            f"MiB peak, {memory['end_mib']:.0f} MiB at the end ({memory['samples']} samples; "
+            f"last-quarter median {memory['growth_mib']:+.1f} MiB against the first): it "
+            f"{grows}.",
+            "",
+            f"*{common.caption(record)} Model: {results['model']} "
+            f"({results['num_parameters'] / 1e6:.2f}M parameters); `ocelli serve` in a "
+            f"subprocess on 127.0.0.1 with `--threads {results['threads']} --max-batch-size "
+            f"{config['max_batch_size']}`, the `openai` client in threads of the same "
+            f"{results['cores']}-core machine. Each request: one world image (PNG data URL) "
+            f"and a world question, streamed, greedy, exactly {config['max_tokens']} output "
+            f"tokens (`ignore_eos`); {config['rounds']} rounds of at least "
+            f"{config['requests_per_level']} requests per level, levels in alternating order; "
+            "ratios against concurrency 1 in the same run. 1-min load average after the run: "
+            f"{results['load_average_after']}.*",
+        ]
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """`--model DIR` and `--tiny` are shorthands for `--set model_dir=DIR`, `--set tiny=true`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--tiny" in argv:
+        argv.remove("--tiny")
+        argv += ["--set", "tiny=true"]
+    if "--model" in argv:
+        index = argv.index("--model")
+        argv[index : index + 2] = ["--set", f"model_dir={argv[index + 1]}"]
+    return common.run_benchmark(NAME, ServeLoadConfig, __doc__.split("\n\n")[0], run, render, argv)
+
+
+if __name__ == "__main__":
+    main()

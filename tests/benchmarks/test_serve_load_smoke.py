@@ -1,0 +1,43 @@
+"""The serving load benchmark end to end on a tiny random model: a real `ocelli serve`
+subprocess on 127.0.0.1, the `openai` client, the soak. Speed is never asserted."""
+
+import json
+
+import pytest
+import serve_load
+
+from ocelli.errors import ConfigError
+
+
+@pytest.mark.slow
+def test_serve_load_measures_every_level_and_the_soak(tmp_path):
+    out, docs = tmp_path / "serve_load.json", tmp_path / "benchmarks.md"
+    settings = ["concurrencies=[1, 4]", "requests_per_level=4", "max_tokens=3"]
+    settings += ["rounds=2"]
+    settings += ["warmup_requests=1", "num_images=2", "soak_requests=8", "soak_concurrency=4"]
+    argv = ["--tiny", "--threads", "1", "--out", str(out), "--docs", str(docs)]
+    for setting in settings:
+        argv += ["--set", setting]
+    serve_load.main(argv)
+    results = json.loads(out.read_text())["results"]
+    levels = results["levels"]
+    assert [level["concurrency"] for level in levels] == [1, 4]
+    for level in levels:
+        assert level["errors"] == 0 and level["requests"] == 2 * 4  # rounds x requests
+        assert level["output_tokens"] == 2 * 4 * 3  # ignore_eos: exactly max_tokens each
+        assert len(level["round_tokens_per_s"]) == 2
+        assert level["latency_p50_s"] >= level["ttft_p50_s"] > 0
+    assert levels[0]["throughput_ratio"] == 1.0
+    assert levels[1]["throughput_ratio"] == pytest.approx(
+        levels[1]["output_tokens_per_s"] / levels[0]["output_tokens_per_s"]
+    )
+    memory = results["soak"]["memory"]
+    assert results["soak"]["errors"] == 0
+    assert 0 < memory["start_mib"] <= memory["peak_mib"] and memory["samples"] >= 2
+    assert results["threads"] == 1 and "load_average" in results
+    assert "<!-- serve_load:start -->" in docs.read_text()
+
+
+def test_serve_load_needs_a_model_or_tiny(tmp_path):
+    with pytest.raises(ConfigError, match="--model DIR, or --tiny"):
+        serve_load.main(["--no-docs", "--out", str(tmp_path / "x.json")])
