@@ -89,3 +89,24 @@ def test_markers_missing_from_an_existing_file_go_into_its_performance_section(t
     _common.update_docs_section(docs, "perf_generate", "table")
     text = docs.read_text()
     assert text.index("How to run.") < text.index("table") < text.index("## Study")
+
+
+def test_eval_throughput_times_the_harness_and_the_loop(tmp_path):
+    import eval_throughput
+
+    out, docs = tmp_path / "eval_throughput.json", tmp_path / "benchmarks.md"
+    argv = ["--threads", "1", "--out", str(out), "--docs", str(docs)]
+    for setting in ("tiny=true", "num_samples=6", "rounds=2", "batch_size=4"):
+        argv += ["--set", setting]
+    eval_throughput.main(argv)
+    results = json.loads(out.read_text())["results"]
+    rates = results["samples_per_s"]
+    assert all(rates[side] > 0 for side in ("loop", "harness_generate", "harness_loglik"))
+    assert results["speedup_generate"] == pytest.approx(
+        rates["harness_generate"] / rates["loop"], rel=0.02
+    )
+    for side, rounds in results["rounds"].items():
+        assert len(rounds) == 2, side
+    assert results["rounds"]["harness_loglik"][0]["num_samples"] == results["num_closed_samples"]
+    assert set(results["accuracy"]) == {"loop", "harness_generate", "harness_loglik"}
+    assert results["threads"] == 1 and "<!-- eval_throughput:start -->" in docs.read_text()

@@ -53,6 +53,19 @@ class LocalBackend:
         self.pipeline = load(self.model_dir, device=device)
         self.score_rows = score_rows
 
+    @classmethod
+    def from_pipeline(
+        cls, pipeline: Any, model_dir: str | Path, score_rows: int = 32
+    ) -> LocalBackend:
+        """A backend on an already loaded pipeline (of the model saved in `model_dir`)."""
+        backend = cls.__new__(cls)
+        backend.model_dir, backend.pipeline, backend.score_rows = (
+            Path(model_dir),
+            pipeline,
+            score_rows,
+        )
+        return backend
+
     def identity(self) -> dict[str, Any]:
         return {
             "model": str(self.model_dir),

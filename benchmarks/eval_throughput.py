@@ -1,0 +1,240 @@
+"""Samples/s of `ocelli eval` on world_vqa against a plain batch-size-1 generate loop.
+
+The same model, the same samples and the same thread count, in one process; the sides
+alternate round by round so a change in machine load hits them alike. Sides:
+- loop: `pipeline.chat(image, question)` one sample at a time (model.generate at batch
+  size 1, greedy), answers scored afterwards; the baseline any script starts from;
+- harness (generate): `evaluate(..., "world_vqa")` end to end: batched greedy generation,
+  per-sample records on disk, metrics, results.json, results.md and report.html;
+- harness (loglik): `evaluate(..., scoring="loglik")`: the closed questions ranked by the
+  log-likelihood of their candidate answers (reasoning questions have no closed set, so
+  the loop's rate for it is taken over the same closed questions).
+
+    python benchmarks/eval_throughput.py                      # the quickstart model
+    python benchmarks/eval_throughput.py --set tiny=true      # a tiny random model (smoke)
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import _common as common
+
+NAME = "eval_throughput"
+SIDES = ("loop", "harness_generate", "harness_loglik")
+
+
+@dataclass
+class EvalThroughputConfig:
+    model_dir: str = "/tmp/exp/qs1/instruct/final"
+    data_dir: str = "/tmp/exp/qs1/world/test"
+    tiny: bool = False  # a tiny random model and a 4-image world instead of the two dirs
+    num_samples: int = 96  # the first questions of world_vqa
+    batch_size: int = 16
+    rounds: int = 2
+
+
+def _tiny_inputs(work: Path) -> tuple[Path, Path]:
+    """A random 1-layer model (tokenizer trained on the world's own text) and a world."""
+    from ocelli.data.processing import OcelliProcessor
+    from ocelli.data.tokenizer import train_tokenizer
+    from ocelli.model import OcelliForConditionalGeneration
+    from ocelli.world import WorldConfig, generate_dataset
+
+    world = work / "world"
+    generate_dataset(
+        world, 4, seed=3, split="test", config=WorldConfig(langs=["en"]), progress=False
+    )
+    text = (world / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+    tokenizer = train_tokenizer(text, vocab_size=300)
+    model = OcelliForConditionalGeneration.from_components(
+        vision="clip-tiny",
+        language_model="llama-tiny",
+        connector="mlp",
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vocab_size=len(tokenizer),
+        language_model_overrides={"vocab_size": len(tokenizer), "num_hidden_layers": 1},
+    )
+    model_dir = work / "model"
+    model.save_pretrained(model_dir)
+    OcelliProcessor.for_model(model, tokenizer).save_pretrained(model_dir)
+    return model_dir, world
+
+
+def _loop(pipeline: Any, samples: list[Any], max_new_tokens: int) -> tuple[list[str], list[float]]:
+    """The baseline: one sample at a time; the answers and each sample's seconds."""
+    answers, seconds = [], []
+    for sample in samples:
+        began = time.perf_counter()
+        answers.append(
+            pipeline.chat(
+                sample.images, sample.prompt, max_new_tokens=max_new_tokens, do_sample=False
+            )
+        )
+        seconds.append(time.perf_counter() - began)
+    return answers, seconds
+
+
+def _harness(
+    backend: Any, task: Any, config: Any, data: Path, work: Path, scoring: str
+) -> dict[str, Any]:
+    from ocelli.eval import evaluate
+
+    with tempfile.TemporaryDirectory(dir=work) as out:
+        began = time.perf_counter()
+        results = evaluate(
+            backend,
+            [task],
+            out,
+            data,
+            batch_size=config.batch_size,
+            scoring=scoring,
+            progress=False,
+        )
+        elapsed = time.perf_counter() - began
+    (task,) = results["tasks"].values()
+    return {
+        "seconds": elapsed,
+        "num_samples": task["num_scored"],
+        "accuracy": task["metrics"]["accuracy"],
+    }
+
+
+def run(config: EvalThroughputConfig, threads: int | None) -> dict[str, Any]:
+    from ocelli.eval.backends import LocalBackend
+    from ocelli.eval.tasks import TASKS
+    from ocelli.eval.world_vqa import is_correct
+    from ocelli.generate import load
+
+    threads = common.set_threads(threads)
+    load_before = common.load_average()
+    with tempfile.TemporaryDirectory(prefix="eval-throughput-") as tmp:
+        work = Path(tmp)
+        model_dir, data = (
+            _tiny_inputs(work) if config.tiny else (Path(config.model_dir), Path(config.data_dir))
+        )
+        pipeline = load(model_dir)
+        backend = LocalBackend.from_pipeline(pipeline, model_dir)
+        task = TASKS.get("world_vqa")()
+        samples = task.build(data)[: config.num_samples]
+        task.build = lambda _data: samples  # the harness asks exactly the loop's samples
+        closed = [task.candidates(s) is not None for s in samples]
+        timings: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+        for round_index in range(config.rounds):
+            order = SIDES if round_index % 2 == 0 else SIDES[::-1]
+            for side in order:
+                if side == "loop":
+                    answers, seconds = _loop(pipeline, samples, task.max_new_tokens)
+                    correct = [
+                        is_correct(a, s.truth, s.meta.get("type") or "")
+                        for a, s in zip(answers, samples, strict=True)
+                    ]
+                    timings[side].append(
+                        {
+                            "seconds": sum(seconds),
+                            "closed_seconds": sum(
+                                t for t, c in zip(seconds, closed, strict=True) if c
+                            ),
+                            "num_samples": len(samples),
+                            "accuracy": sum(correct) / len(correct),
+                        }
+                    )
+                else:
+                    scoring = side.split("_", 1)[1]
+                    timings[side].append(_harness(backend, task, config, data, work, scoring))
+    return _summarise(timings, sum(closed), threads, load_before, str(model_dir), str(data))
+
+
+def _summarise(
+    timings: dict[str, list[dict[str, Any]]],
+    num_closed: int,
+    threads: int,
+    load_before: float | None,
+    model_dir: str,
+    data_dir: str,
+) -> dict[str, Any]:
+    def best(side: str, key: str = "seconds") -> float:
+        return min(entry[key] for entry in timings[side])
+
+    loop_rate = timings["loop"][0]["num_samples"] / best("loop")
+    loop_closed_rate = num_closed / best("loop", "closed_seconds") if num_closed else 0.0
+    generate_rate = timings["harness_generate"][0]["num_samples"] / best("harness_generate")
+    loglik_rate = timings["harness_loglik"][0]["num_samples"] / best("harness_loglik")
+    return {
+        "model_dir": model_dir,
+        "data_dir": data_dir,
+        "threads": threads,
+        "load_average": load_before,
+        "load_average_after": common.load_average(),
+        "num_closed_samples": num_closed,
+        "rounds": timings,
+        "samples_per_s": {
+            "loop": round(loop_rate, 3),
+            "loop_closed": round(loop_closed_rate, 3),
+            "harness_generate": round(generate_rate, 3),
+            "harness_loglik": round(loglik_rate, 3),
+        },
+        "speedup_generate": round(generate_rate / loop_rate, 2),
+        "speedup_loglik": round(loglik_rate / loop_closed_rate, 2) if loop_closed_rate else None,
+        "accuracy": {side: timings[side][0]["accuracy"] for side in SIDES},
+    }
+
+
+def render(record: dict[str, Any]) -> str:
+    results, config = record["results"], record["config"]
+    rates = results["samples_per_s"]
+    rows = [
+        [
+            "plain loop, `pipeline.chat` at batch size 1",
+            results["rounds"]["loop"][0]["num_samples"],
+            rates["loop"],
+            "1.00",
+            results["accuracy"]["loop"],
+        ],
+        [
+            "harness, batched generation",
+            results["rounds"]["harness_generate"][0]["num_samples"],
+            rates["harness_generate"],
+            f"{results['speedup_generate']:.2f}",
+            results["accuracy"]["harness_generate"],
+        ],
+        [
+            "plain loop, the closed questions only",
+            results["num_closed_samples"],
+            rates["loop_closed"],
+            "1.00",
+            "-",
+        ],
+        [
+            "harness, log-likelihood ranking (closed questions)",
+            results["rounds"]["harness_loglik"][0]["num_samples"],
+            rates["harness_loglik"],
+            f"{results['speedup_loglik']}",
+            results["accuracy"]["harness_loglik"],
+        ],
+    ]
+    table = common.markdown_table(["side", "samples", "samples/s", "vs loop", "accuracy"], rows)
+    return (
+        "### Evaluation throughput (`benchmarks/eval_throughput.py`)\n\n"
+        f"world_vqa on `{results['data_dir']}` with `{results['model_dir']}`, batch size "
+        f"{config['batch_size']}, best of {config['rounds']} alternated rounds per side; the "
+        "harness times are `evaluate()` end to end (records, metrics, results.json and "
+        "report.html included).\n\n"
+        f"{table}\n\n{common.caption(record)} 1-min load average after: "
+        f"{results['load_average_after']}.\n"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    return common.run_benchmark(
+        NAME, EvalThroughputConfig, __doc__.split("\n\n")[0], run, render, argv
+    )
+
+
+if __name__ == "__main__":
+    main()
