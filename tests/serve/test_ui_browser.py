@@ -63,6 +63,10 @@ def test_upload_ask_and_see_the_answer_stream(browser, pipeline, one_thread, ima
     started = time.monotonic()
     with start_server(pipeline, api_keys=(), ui_path="/ui", max_tokens_limit=MAX_TOKENS) as live:
         page = browser.new_page(viewport={"width": 1100, "height": 800})
+        failed = []  # the page's own requests that failed, such as image URLs outside /ui
+        page.on(
+            "response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None
+        )
         page.goto(live.url + "/", wait_until="domcontentloaded")  # redirects to /ui/
         page.wait_for_selector("#ocelli-input textarea", timeout=30_000)
         page.evaluate(WATCH_ANSWERS)
@@ -108,6 +112,7 @@ def test_upload_ask_and_see_the_answer_stream(browser, pipeline, one_thread, ima
         page.close()
 
     final = answers[-1]
+    assert not [f for f in failed if "/gradio_api/" in f], failed
     assert len(answers) >= 2, f"the answer did not stream; the page showed only {answers}"
     assert all(final.startswith(shown.strip()) for shown in answers[:-1]), answers
     assert "".join(final.split()) == "".join(api.split()), "the page and the API disagree"

@@ -178,5 +178,8 @@ def mount_ui(app: FastAPI, state: Any, path: str = "/ui") -> FastAPI:
         auth_message="This server needs an API key: give any user name and the key as password.",
         max_file_size=state.config.max_image_bytes,
         ssr_mode=False,
+        # The chat history's image URLs are built from this; without it they miss the
+        # mount path and the browser gets a 404 for `/gradio_api/file=...`.
+        root_path=path,
         theme=theme,
     )
