@@ -46,7 +46,10 @@ class ServeLoadConfig:
     model_dir: str = ""  # --model
     tiny: bool = False  # --tiny: a tiny random model instead of model_dir
     concurrencies: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
-    requests_per_level: int = 32  # per level and round
+    requests_per_level: int = 64  # per level and round, at least min_waves x concurrency
+    # A level's requests start together and drain together; with several waves per client
+    # the batch runs full most of the time, as under steady traffic.
+    min_waves: int = 4
     rounds: int = 2  # each round runs every level once, alternating the order
     max_tokens: int = 32
     warmup_requests: int = 4
@@ -63,10 +66,10 @@ class ServeLoadConfig:
                 "concurrencies must be >= 1 and max_tokens >= 1; got "
                 f"{self.concurrencies} and {self.max_tokens}"
             )
-        if self.rounds < 1 or self.requests_per_level < 1:
+        if min(self.rounds, self.requests_per_level, self.min_waves) < 1:
             raise ConfigError(
-                f"rounds and requests_per_level must be >= 1; got {self.rounds} and "
-                f"{self.requests_per_level}"
+                "rounds, requests_per_level and min_waves must be >= 1; got "
+                f"{self.rounds}, {self.requests_per_level} and {self.min_waves}"
             )
         if 1 not in self.concurrencies:
             raise ConfigError("concurrencies must include 1, the baseline of every ratio")
@@ -313,7 +316,7 @@ def measure(url: str, pid: int, config: ServeLoadConfig, requests: list) -> dict
         # Alternate the order, so a trend in the shared machine's load favours no level.
         order = config.concurrencies if index % 2 == 0 else config.concurrencies[::-1]
         for concurrency in order:
-            count = max(config.requests_per_level, concurrency)
+            count = max(config.requests_per_level, config.min_waves * concurrency)
             measured[concurrency].append(
                 send(client, requests, count, concurrency, config.max_tokens)
             )
@@ -374,6 +377,7 @@ def render(record: dict[str, Any]) -> str:
             f"{level['requests_per_s']:.2f}",
             f"{level['output_tokens_per_s']:.0f}",
             f"**{level['throughput_ratio']:.2f}x**",
+            " / ".join(f"{value:.0f}" for value in level["round_tokens_per_s"]),
             f"{level['latency_p50_s']:.2f} / {level['latency_p99_s']:.2f}",
             f"{level['ttft_p50_s']:.2f} / {level['ttft_p99_s']:.2f}",
         ]
@@ -387,6 +391,7 @@ def render(record: dict[str, Any]) -> str:
             "requests/s",
             "output tokens/s",
             "vs concurrency 1",
+            "tokens/s per round",
             "latency p50 / p99 (s)",
             "first token p50 / p99 (s)",
         ],
@@ -414,9 +419,10 @@ def render(record: dict[str, Any]) -> str:
             f"{config['max_batch_size']}`, the `openai` client in threads of the same "
             f"{results['cores']}-core machine. Each request: one world image (PNG data URL) "
             f"and a world question, streamed, greedy, exactly {config['max_tokens']} output "
-            f"tokens (`ignore_eos`); {config['rounds']} rounds of at least "
-            f"{config['requests_per_level']} requests per level, levels in alternating order; "
-            "ratios against concurrency 1 in the same run. 1-min load average after the run: "
+            f"tokens (`ignore_eos`); {config['rounds']} rounds, levels in alternating order, "
+            f"each level max({config['requests_per_level']}, {config['min_waves']} x "
+            "concurrency) requests a round; tokens/s over all rounds, ratios against "
+            "concurrency 1 in the same run. 1-min load average after the run: "
             f"{results['load_average_after']}.*",
         ]
     )

@@ -13,7 +13,7 @@ from ocelli.errors import ConfigError
 def test_serve_load_measures_every_level_and_the_soak(tmp_path):
     out, docs = tmp_path / "serve_load.json", tmp_path / "benchmarks.md"
     settings = ["concurrencies=[1, 4]", "requests_per_level=4", "max_tokens=3"]
-    settings += ["rounds=2"]
+    settings += ["rounds=2", "min_waves=1"]
     settings += ["warmup_requests=1", "num_images=2", "soak_requests=8", "soak_concurrency=4"]
     argv = ["--tiny", "--threads", "1", "--out", str(out), "--docs", str(docs)]
     for setting in settings:
