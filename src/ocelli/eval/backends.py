@@ -41,29 +41,26 @@ class RequestError(OcelliError, RuntimeError):
 
 class LocalBackend:
     """A model directory loaded with ocelli.generate.load; greedy decoding, and
-    log-likelihood ranking of candidate answers (`score_rows` (prompt, candidate) rows
-    per forward pass)."""
+    log-likelihood ranking of candidate answers (a batch's prompts in one forward pass,
+    then all their candidates in a second one on the prompts' cached keys and values)."""
 
     supports_loglik = True
 
-    def __init__(self, model_dir: str | Path, device: str = "cpu", score_rows: int = 32) -> None:
+    def __init__(self, model_dir: str | Path, device: str = "cpu") -> None:
         from ocelli.generate import load
 
         self.model_dir = Path(model_dir)
         self.pipeline = load(self.model_dir, device=device)
-        self.score_rows = score_rows
 
     @classmethod
     def from_pipeline(
-        cls, pipeline: Any, model_dir: str | Path, score_rows: int = 32
+        cls,
+        pipeline: Any,
+        model_dir: str | Path,
     ) -> LocalBackend:
         """A backend on an already loaded pipeline (of the model saved in `model_dir`)."""
         backend = cls.__new__(cls)
-        backend.model_dir, backend.pipeline, backend.score_rows = (
-            Path(model_dir),
-            pipeline,
-            score_rows,
-        )
+        backend.model_dir, backend.pipeline = Path(model_dir), pipeline
         return backend
 
     def identity(self) -> dict[str, Any]:
@@ -91,7 +88,7 @@ class LocalBackend:
             [r.images for r in requests],
             [r.prompt for r in requests],
             [r.candidates or [] for r in requests],
-            batch_size=self.score_rows,
+            batch_size=len(requests),
         )
         return [
             (request.candidates[values.index(max(values))], values)

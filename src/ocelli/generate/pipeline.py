@@ -192,60 +192,114 @@ class OcelliPipeline:
         system: str | None = None,
         batch_size: int = 8,
     ) -> list[list[float]]:
-        """`score_candidates` for several prompts at once: every (prompt, candidate) pair
-        is one row, `batch_size` rows per forward pass, whatever prompt they belong to."""
+        """`score_candidates` for several prompts, `batch_size` prompts per forward pass."""
         if not len(images) == len(prompts) == len(candidates):
             raise PromptError(
                 f"{len(prompts)} prompt(s), {len(images)} image list(s) and "
                 f"{len(candidates)} candidate list(s); give one of each per prompt"
             )
-        rows: list[tuple[dict[str, list[int]], torch.Tensor | None]] = []
+        scores: list[list[float]] = []
+        for begin in range(0, len(prompts), batch_size):
+            chunk = slice(begin, begin + batch_size)
+            scores += self._score_prompts(images[chunk], prompts[chunk], candidates[chunk], system)
+        return scores
+
+    def _score_prompts(
+        self,
+        images: Sequence[Images],
+        prompts: Sequence[str],
+        candidates: Sequence[Sequence[str]],
+        system: str | None,
+    ) -> list[list[float]]:
+        """Each prompt (with its images) is run once; its candidates then continue from
+        its cached keys and values, so k candidates cost one prompt, not k."""
+        prefixes, continuations, owners, pixels = [], [], [], []
         for sample_images, prompt, options in zip(images, prompts, candidates, strict=True):
             image_list = _as_list(sample_images)
             messages = self.conversation(image_list, prompt, system=system)
-            pixels = self.processor.image_processor(image_list) if image_list else None
-            rows += [
-                (
-                    self.processor.encode_conversation(
-                        messages + [{"role": "assistant", "content": option}], len(image_list)
-                    ),
-                    pixels,
+            rows = [
+                self.processor.encode_conversation(
+                    messages + [{"role": "assistant", "content": option}], len(image_list)
                 )
                 for option in options
             ]
-        flat: list[float] = []
-        for begin in range(0, len(rows), batch_size):
-            chunk = rows[begin : begin + batch_size]
-            row_pixels = [pixels for _, pixels in chunk if pixels is not None]
-            flat += self._score_chunk(
-                [encoded for encoded, _ in chunk], torch.cat(row_pixels) if row_pixels else None
-            )
+            if not rows:
+                continue
+            shared = _shared_prefix_length(rows)
+            prefixes.append(rows[0]["input_ids"][:shared])
+            if image_list:
+                pixels.append(self.processor.image_processor(image_list))
+            continuations += [(row["input_ids"][shared:], row["labels"][shared:]) for row in rows]
+            owners += [len(prefixes) - 1] * len(rows)
+        if not continuations:
+            return [[] for _ in prompts]
+        flat = self._score_continuations(prefixes, pixels, continuations, owners)
         scores, start = [], 0
         for options in candidates:
             scores.append(flat[start : start + len(options)])
             start += len(options)
         return scores
 
-    def _score_chunk(
-        self, encoded: list[dict[str, list[int]]], pixels: torch.Tensor | None
+    def _score_continuations(
+        self,
+        prefixes: list[list[int]],
+        pixels: list[torch.Tensor],
+        continuations: list[tuple[list[int], list[int]]],
+        owners: list[int],
     ) -> list[float]:
-        batch = self.processor.pad([item["input_ids"] for item in encoded], padding_side="right")
-        labels = self.processor.pad([item["labels"] for item in encoded], padding_side="right")[
-            "input_ids"
-        ]
-        labels[batch["attention_mask"] == 0] = IGNORE_INDEX
-        if pixels is not None:  # every row's images, in row order
-            batch["pixel_values"] = pixels
+        batch = self.processor.pad(prefixes, padding_side="left")
+        if pixels:
+            batch["pixel_values"] = torch.cat(pixels)
         batch = self._to_device(batch)
-        labels = labels.to(self.device)
+        prefix_mask = batch["attention_mask"]
+        rows = torch.tensor(owners, device=self.device)
+        following = self.processor.pad([ids for ids, _ in continuations], padding_side="right")
+        labels = torch.full_like(following["input_ids"], IGNORE_INDEX)
+        for index, (_, row_labels) in enumerate(continuations):
+            labels[index, : len(row_labels)] = torch.tensor(row_labels)
+        following = self._to_device(following)
         with torch.inference_mode():
-            logits = self.model(**batch).logits.float()
-        # The logits at position t predict the token at t + 1.
-        log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
-        targets = labels[:, 1:]
-        mask = targets != IGNORE_INDEX
-        token_scores = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            prompt_out = self.model(
+                **batch,
+                position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0),
+                use_cache=True,
+            )
+            cache = prompt_out.past_key_values
+            cache.batch_select_indices(rows)
+            steps = following["input_ids"].shape[1]
+            positions = prefix_mask.sum(-1)[rows].unsqueeze(1) + torch.arange(
+                steps, device=self.device
+            )
+            logits = self.model(
+                input_ids=following["input_ids"],
+                attention_mask=torch.cat([prefix_mask[rows], following["attention_mask"]], 1),
+                position_ids=positions,
+                past_key_values=cache,
+            ).logits.float()
+        # Token j of a continuation is predicted by the position before it: the prompt's
+        # last one for j = 0, the continuation's own j - 1 after that.
+        predicting = torch.cat([prompt_out.logits[rows, -1:].float(), logits[:, :-1]], dim=1)
+        log_probs = torch.log_softmax(predicting, dim=-1)
+        labels = labels.to(self.device)
+        mask = labels != IGNORE_INDEX
+        token_scores = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         return (token_scores * mask).sum(dim=1).tolist()
+
+
+def _shared_prefix_length(rows: list[dict[str, list[int]]]) -> int:
+    """How many leading tokens every row shares and none of them scores: the prompt."""
+    first = rows[0]["input_ids"]
+    shared = min(len(row["input_ids"]) for row in rows)
+    for row in rows:
+        scored = next((i for i, label in enumerate(row["labels"]) if label != IGNORE_INDEX), None)
+        if scored is not None:
+            shared = min(shared, scored)
+        same = next(
+            (i for i, (a, b) in enumerate(zip(first, row["input_ids"], strict=False)) if a != b),
+            shared,
+        )
+        shared = min(shared, same)
+    return max(shared, 1)
 
 
 def load(
