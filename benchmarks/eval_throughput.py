@@ -100,8 +100,9 @@ def _harness(
     (task,) = results["tasks"].values()
     return {
         "seconds": elapsed,
+        "answer_seconds": task["seconds"],  # asking and storing; the rest is scoring, reports
         "num_samples": task["num_scored"],
-        "accuracy": task["metrics"]["accuracy"],
+        "accuracy": round(task["metrics"]["accuracy"], 4),
     }
 
 
@@ -141,7 +142,7 @@ def run(config: EvalThroughputConfig, threads: int | None) -> dict[str, Any]:
                                 t for t, c in zip(seconds, closed, strict=True) if c
                             ),
                             "num_samples": len(samples),
-                            "accuracy": sum(correct) / len(correct),
+                            "accuracy": round(sum(correct) / len(correct), 4),
                         }
                     )
                 else:
@@ -182,6 +183,11 @@ def _summarise(
         "speedup_generate": round(generate_rate / loop_rate, 2),
         "speedup_loglik": round(loglik_rate / loop_closed_rate, 2) if loop_closed_rate else None,
         "accuracy": {side: timings[side][0]["accuracy"] for side in SIDES},
+        # Samples/s of asking alone, without scoring and writing results and report.
+        "answer_samples_per_s": {
+            side: round(timings[side][0]["num_samples"] / best(side, "answer_seconds"), 3)
+            for side in SIDES[1:]
+        },
     }
 
 
@@ -225,7 +231,10 @@ def render(record: dict[str, Any]) -> str:
         f"{config['batch_size']}, best of {config['rounds']} alternated rounds per side; the "
         "harness times are `evaluate()` end to end (records, metrics, results.json and "
         "report.html included).\n\n"
-        f"{table}\n\n{common.caption(record)} 1-min load average after: "
+        f"{table}\n\nAsking alone (without scoring, results.json and report.html): "
+        f"{results['answer_samples_per_s']['harness_generate']} samples/s generating, "
+        f"{results['answer_samples_per_s']['harness_loglik']} ranking.\n\n"
+        f"{common.caption(record)} 1-min load average after: "
         f"{results['load_average_after']}.\n"
     )
 
