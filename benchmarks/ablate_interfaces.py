@@ -245,13 +245,18 @@ def render(record: dict[str, Any], plot_path: Path | None) -> str:
     verdict = (
         "Above the blind baseline by more than 2 points: " + ", ".join(f"`{c}`" for c in above)
         if above
-        else "No connector beats the blind baseline by more than 2 points at this budget: the "
-        "models answer from the question's prior, so the table compares cost (tokens, "
-        "parameters, speed), not how well each interface passes the image"
+        else "No connector beats the blind baseline by more than 2 points at this budget (the "
+        "models have not yet learnt even the answer prior, let alone to use the image), so the "
+        "table compares cost (tokens, parameters), not how well each interface passes the image"
+    )
+    load = f"{results['load_average']} before, {results.get('load_average_after')} after"
+    speed = (
+        f". The connectors ran one after another on a shared machine (1-min load average {load}), "
+        "so samples/s across rows mixes the connector's cost with the load of the moment"
     )
     plot = f"\n\n![accuracy by connector]({_relative(plot_path)})" if plot_path else ""
     return (
-        f"### Modality interfaces (ablation)\n\n{table}\n\n{verdict}.{plot}\n\n"
+        f"### Modality interfaces (ablation)\n\n{table}\n\n{verdict}{speed}.{plot}\n\n"
         f"*{common.caption(record)} Recipe `{config['recipe']}` with "
         f"{', '.join(f'`{o}`' for o in config['overrides'])}; stage 0 shared "
         f"({results['shared_stage0_wall_s']:.0f} s); {config['steps']} steps each of stage 1 and "
