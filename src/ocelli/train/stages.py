@@ -1,4 +1,4 @@
-"""The survey's training recipe as four stages, each deciding in one place what it
+"""The survey's training recipe as five stages, each deciding in one place what it
 trains, on which data, and from which checkpoint it starts.
 
 - vision   (stage 0): the vision encoder pretrained on the world's images (contrastive
@@ -6,7 +6,9 @@ trains, on which data, and from which checkpoint it starts.
 - text     (stage 0): the language model pretrained on the world's text corpus;
 - align    (stage 1): encoder and LM frozen, the connector learns from captions;
 - instruct (stage 2): connector + LM (optionally LoRA, optionally the encoder at a low
-  rate) on multi-turn conversations, loss on the assistant's tokens only.
+  rate) on multi-turn conversations, loss on the assistant's tokens only;
+- dpo      (stage 3): preference alignment of the stage 2 model (DPO or IPO against a
+  frozen copy of it) on preference pairs built from the world's ground truth.
 
 Stages 1 and 2 load the stage 0 parts from their directories through
 `OcelliForConditionalGeneration.from_components`, the path real CLIP/Qwen weights take.
