@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ocelli.config import apply_overrides, from_dict
+from ocelli.errors import ConfigError
 from ocelli.utils import atomic_write_json, atomic_write_text, provenance
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +56,26 @@ class ModelSpec:
     image_token_id: int = 3
     pad_token_id: int = 0
     seed: int = 0
+
+
+@dataclass
+class GenerationBenchConfig:
+    """What every generation-speed benchmark sets: the model, the batch sizes, the prompt
+    and answer lengths, and the alternating timed rounds per side."""
+
+    model: ModelSpec = field(default_factory=ModelSpec)
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
+    num_prompt_text_tokens: int = 32  # per prompt, beside the image tokens
+    max_new_tokens: int = 32
+    warmup_calls: int = 1  # per side and batch size, not timed
+    rounds: int = 4  # timed calls per side and batch size
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1 or self.max_new_tokens < 1 or not self.batch_sizes:
+            raise ConfigError(
+                "rounds and max_new_tokens must be >= 1 and batch_sizes not empty; got "
+                f"{self.rounds}, {self.max_new_tokens} and {self.batch_sizes}"
+            )
 
 
 def build_model_pair(spec: ModelSpec, work_dir: Path) -> tuple[torch.nn.Module, torch.nn.Module]:

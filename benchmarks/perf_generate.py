@@ -23,28 +23,14 @@ from typing import Any
 
 import _common as common
 import torch
-from _common import ModelSpec
-
-from ocelli.errors import ConfigError
 
 NAME = "perf_generate"
 
 
 @dataclass
-class GenerateBenchConfig:
-    model: ModelSpec = field(default_factory=ModelSpec)
+class GenerateBenchConfig(common.GenerationBenchConfig):
     batch_sizes: list[int] = field(default_factory=lambda: [1, 16])
-    num_prompt_text_tokens: int = 32  # per prompt, beside the image tokens
-    max_new_tokens: int = 32
-    warmup_calls: int = 1  # per side and batch size, not timed
-    rounds: int = 10  # timed calls per side and batch size; even, so each side leads equally
-
-    def __post_init__(self) -> None:
-        if self.rounds < 1 or self.max_new_tokens < 1 or not self.batch_sizes:
-            raise ConfigError(
-                "rounds and max_new_tokens must be >= 1 and batch_sizes not empty; got "
-                f"{self.rounds}, {self.max_new_tokens} and {self.batch_sizes}"
-            )
+    rounds: int = 10  # even, so each side leads equally
 
 
 def make_prompts(

@@ -25,7 +25,6 @@ import _common as common
 import torch
 from _common import ModelSpec
 
-from ocelli.errors import ConfigError
 from ocelli.model import OcelliForConditionalGeneration
 from ocelli.model.quantize import quantize_for_cpu
 
@@ -45,21 +44,10 @@ def _default_model() -> ModelSpec:
 
 
 @dataclass
-class QuantizeBenchConfig:
+class QuantizeBenchConfig(common.GenerationBenchConfig):
     model: ModelSpec = field(default_factory=_default_model)
     checkpoint: str | None = None  # a trained ocelli model directory replaces `model`
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
-    num_prompt_text_tokens: int = 32
     max_new_tokens: int = 16
-    warmup_calls: int = 1
-    rounds: int = 4
-
-    def __post_init__(self) -> None:
-        if self.rounds < 1 or self.max_new_tokens < 1 or not self.batch_sizes:
-            raise ConfigError(
-                "rounds and max_new_tokens must be >= 1 and batch_sizes not empty; got "
-                f"{self.rounds}, {self.max_new_tokens} and {self.batch_sizes}"
-            )
 
 
 def build_model(config: QuantizeBenchConfig) -> OcelliForConditionalGeneration:

@@ -15,39 +15,24 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import _common as common
 import torch
-from _common import ModelSpec
 from quantize_cpu import build_model, make_prompts
 
-from ocelli.errors import ConfigError
 from ocelli.generate.logits import VCDConfig, vcd_generate
 
 NAME = "vcd_cost"
 
 
 @dataclass
-class VCDBenchConfig:
-    model: ModelSpec = field(default_factory=ModelSpec)
+class VCDBenchConfig(common.GenerationBenchConfig):
     checkpoint: str | None = None  # a trained ocelli model directory replaces `model`
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
-    num_prompt_text_tokens: int = 32
-    max_new_tokens: int = 32
     alpha: float = 1.0
     beta: float = 0.1
     noise_step: int = 500
-    warmup_calls: int = 1
-    rounds: int = 4
-
-    def __post_init__(self) -> None:
-        if self.rounds < 1 or self.max_new_tokens < 1 or not self.batch_sizes:
-            raise ConfigError(
-                "rounds and max_new_tokens must be >= 1 and batch_sizes not empty; got "
-                f"{self.rounds}, {self.max_new_tokens} and {self.batch_sizes}"
-            )
 
 
 def timed_call(model: Any, prompts: dict[str, Any], config: VCDBenchConfig, vcd: bool) -> float:
