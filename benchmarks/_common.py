@@ -78,6 +78,34 @@ class GenerationBenchConfig:
             )
 
 
+def save_tiny_model(
+    directory: Path,
+    texts: list[str],
+    vocab_size: int = 320,
+    language_model_overrides: dict[str, Any] | None = None,
+) -> Path:
+    """A tiny random model (CLIP-tiny, MLP, Llama-tiny) with a tokenizer trained on
+    `texts`, saved with its processor into `directory`: the --tiny modes' model."""
+    from ocelli.data import train_tokenizer
+    from ocelli.data.processing import OcelliProcessor
+    from ocelli.model import OcelliForConditionalGeneration
+
+    tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
+    torch.manual_seed(0)
+    model = OcelliForConditionalGeneration.from_components(
+        vision="clip-tiny",
+        language_model="llama-tiny",
+        connector="mlp",
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vocab_size=len(tokenizer),
+        # exactly the tokenizer's ids, so every generated id decodes to text
+        language_model_overrides={"vocab_size": len(tokenizer), **(language_model_overrides or {})},
+    )
+    model.save_pretrained(directory)
+    OcelliProcessor.for_model(model, tokenizer).save_pretrained(directory)
+    return directory
+
+
 def build_model_pair(spec: ModelSpec, work_dir: Path) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(ocelli model, the Llava model exported from it), same weights, both in eval mode."""
     from transformers import LlavaForConditionalGeneration

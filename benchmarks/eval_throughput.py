@@ -41,9 +41,6 @@ class EvalThroughputConfig:
 
 def _tiny_inputs(work: Path) -> tuple[Path, Path]:
     """A random 1-layer model (tokenizer trained on the world's own text) and a world."""
-    from ocelli.data.processing import OcelliProcessor
-    from ocelli.data.tokenizer import train_tokenizer
-    from ocelli.model import OcelliForConditionalGeneration
     from ocelli.world import WorldConfig, generate_dataset
 
     world = work / "world"
@@ -51,18 +48,9 @@ def _tiny_inputs(work: Path) -> tuple[Path, Path]:
         world, 4, seed=3, split="test", config=WorldConfig(langs=["en"]), progress=False
     )
     text = (world / "questions.jsonl").read_text(encoding="utf-8").splitlines()
-    tokenizer = train_tokenizer(text, vocab_size=300)
-    model = OcelliForConditionalGeneration.from_components(
-        vision="clip-tiny",
-        language_model="llama-tiny",
-        connector="mlp",
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        vocab_size=len(tokenizer),
-        language_model_overrides={"vocab_size": len(tokenizer), "num_hidden_layers": 1},
+    model_dir = common.save_tiny_model(
+        work / "model", text, vocab_size=300, language_model_overrides={"num_hidden_layers": 1}
     )
-    model_dir = work / "model"
-    model.save_pretrained(model_dir)
-    OcelliProcessor.for_model(model, tokenizer).save_pretrained(model_dir)
     return model_dir, world
 
 

@@ -262,25 +262,8 @@ def memory_summary(samples_mib: list[float]) -> dict[str, Any]:
 def build_tiny_model(directory: Path, requests: list[tuple[str, str]]) -> Path:
     """A tiny random model (CLIP-tiny, MLP, Llama-tiny) with a tokenizer trained on the
     benchmark's own questions: junk answers, real serving work."""
-    import torch
-
-    from ocelli.data import train_tokenizer
-    from ocelli.data.processing import OcelliProcessor
-    from ocelli.model import OcelliForConditionalGeneration
-
-    tokenizer = train_tokenizer([question for _, question in requests] * 4, vocab_size=320)
-    torch.manual_seed(0)
-    model = OcelliForConditionalGeneration.from_components(
-        vision="clip-tiny",
-        language_model="llama-tiny",
-        connector="mlp",
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        vocab_size=len(tokenizer),
-        language_model_overrides={"vocab_size": len(tokenizer)},
-    )
-    model.save_pretrained(directory)
-    OcelliProcessor.for_model(model, tokenizer).save_pretrained(directory)
-    return directory
+    texts = [question for _, question in requests] * 4
+    return common.save_tiny_model(directory, texts, vocab_size=320)
 
 
 def count_parameters(model_dir: Path) -> int:

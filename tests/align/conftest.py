@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 from ocelli.world import QUICKSTART_WORLD, generate_dataset
+
+
+def _load_generate_conftest():
+    path = Path(__file__).parents[1] / "generate" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("generate_conftest_for_align", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GENERATE_CONFTEST = _load_generate_conftest()
 
 
 @pytest.fixture(scope="session")
@@ -32,26 +46,11 @@ def run_cli(capsys):
 def tiny_model_dir(world_dir, tmp_path_factory):
     """A tiny random model (CLIP-tiny + Llama-tiny) with a tokenizer trained on the
     world's corpus, saved with its processor."""
-    import torch
-
-    from ocelli.data.processing import OcelliProcessor
-    from ocelli.data.tokenizer import train_tokenizer
-    from ocelli.model import OcelliForConditionalGeneration
-
     lines = (world_dir / "corpus.txt").read_text(encoding="utf-8").splitlines()
-    tokenizer = train_tokenizer(lines, vocab_size=400)
-    torch.manual_seed(0)
-    model = OcelliForConditionalGeneration.from_components(
-        vision="clip-tiny",
-        language_model="llama-tiny",
-        connector="mlp",
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        vocab_size=len(tokenizer),
-        language_model_overrides={"vocab_size": len(tokenizer)},
-    )
+    model, processor = GENERATE_CONFTEST.tiny_model_and_processor(lines, vocab_size=400)
     directory = tmp_path_factory.mktemp("align-model")
     model.save_pretrained(directory)
-    OcelliProcessor.for_model(model, tokenizer).save_pretrained(directory)
+    processor.save_pretrained(directory)
     return directory
 
 

@@ -15,10 +15,11 @@ CORPUS = [
 ] * 10
 
 
-def tiny_model_and_processor():
+def tiny_model_and_processor(corpus=CORPUS, vocab_size=320):
+    """A random CLIP-tiny + MLP + Llama-tiny model with a tokenizer trained on `corpus`."""
     from ocelli.model import OcelliForConditionalGeneration
 
-    tokenizer = train_tokenizer(CORPUS, vocab_size=320)
+    tokenizer = train_tokenizer(corpus, vocab_size=vocab_size)
     torch.manual_seed(0)
     model = OcelliForConditionalGeneration.from_components(
         vision="clip-tiny",
