@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from ocelli.align.batches import PairCollator, PreferenceDataset, token_weights
-from ocelli.align.dpo import DPOConfig, DPOModel, frozen_copy, preference_loss, preference_margins
+from ocelli.align.dpo import (
+    DPOConfig,
+    DPOModel,
+    frozen_copy,
+    preference_loss,
+    preference_margins,
+    sft_loss,
+)
 from ocelli.align.pairs import PreferencePair, load_pairs
 from ocelli.align.training import load_model_and_processor, train_dpo
 from ocelli.errors import CheckpointError, ConfigError
@@ -37,7 +44,38 @@ def test_ipo_loss_hand_value():
     assert torch.allclose(loss, expected)
 
 
-def _trl_loss(loss_type, beta, per_token_policy, per_token_ref, completion_mask):
+def test_sft_term_hand_value():
+    # Two chosen rows: 2 tokens summing to -3, 4 tokens summing to -5: NLL per token 8 / 6.
+    loss = sft_loss(torch.tensor([-3.0, -5.0]), torch.tensor([2, 4]))
+    assert torch.allclose(loss, torch.tensor(8.0 / 6.0))
+    pc, pr, rc, rr = (torch.tensor([v]) for v in (-3.0, -5.0, -4.0, -4.5))
+    total = preference_loss(pc, pr, rc, rr, beta=0.1) + 0.5 * sft_loss(pc, torch.tensor([2]))
+    expected = -torch.nn.functional.logsigmoid(torch.tensor(0.15)) + 0.5 * 1.5
+    assert torch.allclose(total, expected)
+
+
+def test_sft_term_in_the_model_loss(tiny_model_dir, short_pairs):
+    """DPOModel's loss with sft_weight is the DPO loss plus that much of the chosen
+    responses' mean token NLL, computed here from the policy's logits by hand."""
+    from ocelli.align.batches import row_logits
+
+    torch.manual_seed(0)
+    policy, processor = load_model_and_processor(tiny_model_dir)
+    dataset = PreferenceDataset(load_pairs(short_pairs)[:3], processor)
+    batch = PairCollator(processor.pad_token_id)([dataset[i] for i in range(3)])
+    plain = DPOModel(policy, frozen_copy(policy), DPOConfig(beta=0.1))(**batch)["loss"]
+    with_sft = DPOModel(policy, frozen_copy(policy), DPOConfig(beta=0.1, sft_weight=0.7))(**batch)
+    logits = row_logits(policy, batch)[:3, :-1]
+    targets = batch["labels"][:3, 1:]
+    mask = targets != -100
+    nll = torch.nn.functional.cross_entropy(logits[mask], targets[mask])
+    assert torch.allclose(with_sft["sft_loss"], nll, atol=1e-5)
+    assert torch.allclose(with_sft["loss"], plain + 0.7 * nll, atol=1e-5)
+    with pytest.raises(ConfigError, match="sft_weight"):
+        DPOConfig(sft_weight=-1)
+
+
+def _trl_loss(loss_type, beta, per_token_policy, per_token_ref, completion_mask, sft_weight=0.0):
     """TRL's DPOTrainer._compute_loss run on given per-token log-probs: a stand-in
     trainer and model supply exactly what that method reads."""
     from trl.trainer.dpo_trainer import DPOTrainer
@@ -53,8 +91,8 @@ def _trl_loss(loss_type, beta, per_token_policy, per_token_ref, completion_mask)
         ld_alpha=None,
         precompute_ref_logps=True,
         f_divergence_type="reverse_kl",
-        loss_types=[loss_type],
-        loss_weights=[1.0],
+        loss_types=[loss_type] + (["sft"] if sft_weight else []),
+        loss_weights=[1.0] + ([sft_weight] if sft_weight else []),
         beta=beta,
         label_smoothing=0.0,
         use_weighting=False,
@@ -101,6 +139,11 @@ def test_losses_equal_trls(loss_type, beta):
     )
     theirs = _trl_loss(loss_type, beta, policy, reference, completion_mask)
     assert torch.allclose(ours, theirs, atol=1e-6), (ours, theirs)
+    # With the SFT term: TRL's loss_type ["sigmoid", "sft"], loss_weights [1, alpha].
+    chosen_sums, chosen_lengths = ours_policy.chunk(2)[0], mask.sum(1).chunk(2)[0]
+    ours_sft = ours + 0.3 * sft_loss(chosen_sums, chosen_lengths)
+    theirs_sft = _trl_loss(loss_type, beta, policy, reference, completion_mask, sft_weight=0.3)
+    assert torch.allclose(ours_sft, theirs_sft, atol=1e-6), (ours_sft, theirs_sft)
 
 
 def test_token_weights_mark_the_changed_span(tiny_model_dir):

@@ -120,24 +120,36 @@ class PairCollator:
         }
 
 
+def token_log_probs(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of each next token (B, T - 1) and the mask of labelled ones.
+    Logits at t predict the token at t + 1."""
+    targets = labels[:, 1:]
+    log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    per_token = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return per_token, targets != IGNORE_INDEX
+
+
 def sequence_log_probs(
     logits: torch.Tensor, labels: torch.Tensor, token_weights: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed (optionally weighted) log-probabilities of the labelled tokens of each row,
-    and the number of labelled tokens per row. Logits at t predict the token at t + 1."""
-    targets = labels[:, 1:]
-    mask = targets != IGNORE_INDEX
-    log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    per_token = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    and the number of labelled tokens per row."""
+    per_token, mask = token_log_probs(logits, labels)
     weights = mask.float() if token_weights is None else token_weights[:, 1:] * mask
     return (per_token * weights).sum(dim=1), mask.sum(dim=1)
+
+
+def row_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Logits of every row of a batch (labels and token weights are not model inputs)."""
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "token_weights")}
+    return model(**inputs, use_cache=False).logits
 
 
 def score_rows(
     model: torch.nn.Module, batch: dict[str, torch.Tensor], weighted: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`sequence_log_probs` of every row of a pair batch under `model`."""
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "token_weights")}
-    logits = model(**inputs, use_cache=False).logits
     weights = batch.get("token_weights") if weighted else None
-    return sequence_log_probs(logits, batch["labels"], weights)
+    return sequence_log_probs(row_logits(model, batch), batch["labels"], weights)

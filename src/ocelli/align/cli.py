@@ -45,6 +45,12 @@ def add_align_parser(sub: argparse._SubParsersAction) -> None:
     dpo.add_argument(
         "--segment-weight", type=float, default=1.0, help="weight of changed-span tokens"
     )
+    dpo.add_argument(
+        "--sft-weight",
+        type=float,
+        default=0.0,
+        help="add this much SFT loss on the chosen answers (TRL's rpo_alpha; 0: plain DPO)",
+    )
     _add_train_options(dpo, lr=5e-5)
     dpo.add_argument("--resume", action="store_true")
     reward = align_sub.add_parser("reward", help="train a Bradley-Terry reward model on pairs")
@@ -106,7 +112,12 @@ def _dpo(args: argparse.Namespace, console: Console) -> int:
     from ocelli.align.dpo import DPOConfig
     from ocelli.align.training import train_dpo
 
-    config = DPOConfig(beta=args.beta, loss=args.loss, segment_weight=args.segment_weight)
+    config = DPOConfig(
+        beta=args.beta,
+        loss=args.loss,
+        segment_weight=args.segment_weight,
+        sft_weight=args.sft_weight,
+    )
     summary = train_dpo(
         args.model,
         args.data,

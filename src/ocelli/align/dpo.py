@@ -6,6 +6,12 @@ IPO (Azar et al. 2023), `loss="ipo"`: the squared distance of the same log-ratio
 from 1 / (2 beta), with each side's log-ratio divided by its number of response tokens
 (TRL's normalisation, which its authors confirmed; tests pin both to TRL's code).
 
+With `sft_weight` > 0 the loss also holds that much of the SFT loss on the chosen
+responses (the mean negative log-likelihood of their tokens): RPO (Pang et al. 2024),
+TRL's `rpo_alpha`, now its `loss_type=["sigmoid", "sft"]` with `loss_weights=[1,
+sft_weight]`. It keeps the likelihood of the right answers from falling while their
+margin over the wrong ones grows, which plain DPO allows.
+
 Log-probabilities are summed over response tokens only (the processor's labels). With
 `segment_weight` > 1, tokens inside the changed spans count that many times (RLHF-V's
 dense, segment-level preference). Training reuses ocelli's loop: `DPOModel` is a module
@@ -23,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ocelli.align.batches import score_rows
+from ocelli.align.batches import row_logits, score_rows, sequence_log_probs
 from ocelli.errors import CheckpointError, ConfigError
 
 LOSSES = ("sigmoid", "ipo")
@@ -54,11 +60,18 @@ def preference_loss(
     raise ConfigError(f"unknown preference loss {loss!r}; choose from {', '.join(LOSSES)}")
 
 
+def sft_loss(chosen_log_probs: torch.Tensor, chosen_lengths: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood per chosen response token over the whole batch, from
+    each chosen row's summed (unweighted) log-probability and its number of tokens."""
+    return -chosen_log_probs.sum() / chosen_lengths.sum().clamp(min=1)
+
+
 @dataclass
 class DPOConfig:
     beta: float = 0.1
     loss: str = "sigmoid"
     segment_weight: float = 1.0  # weight of tokens in the changed spans (RLHF-V uses 5)
+    sft_weight: float = 0.0  # weight of the SFT loss on the chosen responses (TRL's rpo_alpha)
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -69,6 +82,8 @@ class DPOConfig:
             raise ConfigError(f"beta must be positive, got {self.beta}")
         if not self.segment_weight > 0:
             raise ConfigError(f"segment_weight must be positive, got {self.segment_weight}")
+        if not self.sft_weight >= 0:
+            raise ConfigError(f"sft_weight must be 0 or more, got {self.sft_weight}")
 
 
 def check_same_architecture(policy: nn.Module, reference: nn.Module) -> None:
@@ -113,7 +128,10 @@ class DPOModel(nn.Module):
         device = batch["input_ids"].device
         if next(reference.parameters()).device != device:
             reference.to(device)
-        policy_scores, lengths = score_rows(self.policy, batch)
+        logits = row_logits(self.policy, batch)
+        policy_scores, lengths = sequence_log_probs(
+            logits, batch["labels"], batch.get("token_weights")
+        )
         with torch.no_grad():
             ref_scores, _ = score_rows(reference, batch)
         policy_chosen, policy_rejected = policy_scores.chunk(2)
@@ -129,8 +147,14 @@ class DPOModel(nn.Module):
             chosen_lengths,
             rejected_lengths,
         )
+        outputs = {}
+        if self.config.sft_weight > 0:
+            plain, _ = sequence_log_probs(logits, batch["labels"])
+            sft = sft_loss(plain.chunk(2)[0], chosen_lengths)
+            loss = loss + self.config.sft_weight * sft
+            outputs["sft_loss"] = sft.detach()
         margin = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
-        return {"loss": loss, "reward_margin": self.config.beta * margin.detach()}
+        return {"loss": loss, "reward_margin": self.config.beta * margin.detach(), **outputs}
 
     def save_pretrained(self, directory: str | Path, **kwargs: Any) -> None:
         self.policy.save_pretrained(directory, **kwargs)
