@@ -38,11 +38,16 @@ class ConversationDataset(torch.utils.data.Dataset):
         self.encoded = []
         for record in iterator:
             try:
-                self.encoded.append(
-                    processor.encode_conversation(record.messages, len(record.images))
-                )
+                self.encoded.append(self._encode(record))
             except PromptError as exc:
                 raise PromptError(f"record {record.id}: {exc}") from None
+
+    def _encode(self, record: ConversationRecord) -> dict[str, list[int]]:
+        if not getattr(self.processor, "anyres", False):
+            return self.processor.encode_conversation(record.messages, len(record.images))
+        # AnyRes: each image's token count depends on its size (read from the file header)
+        sizes = self.processor.image_sizes([str(path) for path in record.images])
+        return self.processor.encode_conversation(record.messages, len(record.images), sizes)
 
     def __len__(self) -> int:
         return len(self.records)

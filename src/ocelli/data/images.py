@@ -214,6 +214,10 @@ class ImageProcessor:
         """Build from ocelli's keys, or from a Hugging Face image processor's
         (`image_mean`, `image_std`, `do_rescale`, `size` as a dict, `resample` as an int)."""
         config = dict(config)
+        if cls is ImageProcessor and config.get("anyres"):
+            from ocelli.data.anyres import AnyResImageProcessor  # it subclasses this one
+
+            return AnyResImageProcessor.from_dict(config)
         hf_keys = {"image_mean": "mean", "image_std": "std", "do_rescale": "rescale"}
         for hf_key, key in hf_keys.items():
             if hf_key in config:
@@ -225,7 +229,9 @@ class ImageProcessor:
         if isinstance(config.get("resample"), int):
             names = {int(value): name for name, value in RESAMPLE.items()}
             config["resample"] = names.get(config["resample"], "bicubic")
-        fields = {"size", "resample", "mean", "std", "rescale", "max_pixels"}
+        fields = {"size", "resample", "mean", "std", "rescale", "max_pixels", "anyres"}
+        if cls is ImageProcessor:
+            fields.discard("anyres")
         return cls(**{key: value for key, value in config.items() if key in fields})
 
     @classmethod

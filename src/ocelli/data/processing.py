@@ -4,7 +4,8 @@ One object joins the tokenizer (with the chat template), the image processor and
 number of image tokens each image becomes, so training, generation, evaluation and
 serving all build inputs the same way. Each `<image>` placeholder in the rendered chat
 is expanded into `num_image_tokens` copies of the image token; the model replaces those
-positions with the image's features.
+positions with the image's features. With AnyRes (an `AnyResImageProcessor`), the count
+depends on each image's grid, so the images or their sizes must come with the text.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from ocelli.data.anyres import AnyResImageProcessor, image_size
 from ocelli.data.chat_template import IM_END, IMAGE_TOKEN, normalize_messages
-from ocelli.data.images import PREPROCESSOR_CONFIG, ImageInput, ImageProcessor
+from ocelli.data.images import PREPROCESSOR_CONFIG, ImageInput, ImageProcessor, load_image
 from ocelli.data.tokenizer import load_tokenizer
 from ocelli.errors import CheckpointError, ConfigError, PromptError
 from ocelli.utils.io import atomic_write_bytes, atomic_write_json
@@ -70,9 +72,41 @@ class OcelliProcessor:
 
     # --- single conversations ---------------------------------------------------------
 
-    def encode_conversation(self, messages: Messages, num_images: int) -> dict[str, list[int]]:
+    @property
+    def anyres(self) -> bool:
+        """True when images are tiled (AnyRes) and their token count depends on their size."""
+        return isinstance(self.image_processor, AnyResImageProcessor)
+
+    def image_sizes(self, images: Sequence[ImageInput]) -> list[tuple[int, int]] | None:
+        """(width, height) of each image when the token count depends on it (AnyRes), else None."""
+        return [image_size(image) for image in images] if self.anyres else None
+
+    def image_token_counts(
+        self, num_images: int, image_sizes: Sequence[tuple[int, int]] | None = None
+    ) -> list[int]:
+        """Image tokens each of `num_images` images becomes."""
+        if not self.anyres:
+            return [self.num_image_tokens] * num_images
+        if image_sizes is None or len(image_sizes) != num_images:
+            raise PromptError(
+                f"this processor tiles images (AnyRes), so each image's token count depends on "
+                f"its size; pass image_sizes, one (width, height) per image ({num_images}), e.g. "
+                "processor.image_sizes(images)"
+            )
+        return [
+            self.image_processor.num_tokens(size, self.num_image_tokens) for size in image_sizes
+        ]
+
+    def encode_conversation(
+        self,
+        messages: Messages,
+        num_images: int,
+        image_sizes: Sequence[tuple[int, int]] | None = None,
+    ) -> dict[str, list[int]]:
         """Training inputs: `input_ids` and `labels`, where labels hold the ids of the
-        assistant's tokens (content and closing `<|im_end|>`) and IGNORE_INDEX elsewhere."""
+        assistant's tokens (content and closing `<|im_end|>`) and IGNORE_INDEX elsewhere.
+        `image_sizes` ((width, height) per image) are needed with AnyRes only."""
+        counts = self.image_token_counts(num_images, image_sizes)
         messages = self._checked(messages, num_images)
         if not any(message["role"] == "assistant" for message in messages):
             raise PromptError("conversation has no assistant message, so nothing to learn from")
@@ -89,19 +123,24 @@ class OcelliProcessor:
             token if in_answer else IGNORE_INDEX
             for token, in_answer in zip(encoded["input_ids"], assistant_mask, strict=True)
         ]
-        input_ids, labels = self._expand_images(list(encoded["input_ids"]), labels)
+        input_ids, labels = self._expand_images(list(encoded["input_ids"]), labels, counts)
         self._check_length(input_ids, "conversation")
         return {"input_ids": input_ids, "labels": labels}
 
     def encode_prompt(
-        self, messages: Messages, num_images: int, add_generation_prompt: bool = True
+        self,
+        messages: Messages,
+        num_images: int,
+        add_generation_prompt: bool = True,
+        image_sizes: Sequence[tuple[int, int]] | None = None,
     ) -> dict[str, list[int]]:
         """Generation inputs: the chat so far, ending with the assistant header."""
+        counts = self.image_token_counts(num_images, image_sizes)
         messages = self._checked(messages, num_images)
         token_ids = self.tokenizer.apply_chat_template(
             messages, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt
         )["input_ids"]
-        input_ids, _ = self._expand_images(list(token_ids), None)
+        input_ids, _ = self._expand_images(list(token_ids), None, counts)
         self._check_length(input_ids, "prompt")
         return {"input_ids": input_ids}
 
@@ -126,14 +165,16 @@ class OcelliProcessor:
         return messages
 
     def _expand_images(
-        self, token_ids: list[int], labels: list[int] | None
+        self, token_ids: list[int], labels: list[int] | None, counts: list[int]
     ) -> tuple[list[int], list[int] | None]:
         expanded_ids: list[int] = []
         expanded_labels: list[int] = []
+        image = 0
         for position, token in enumerate(token_ids):
             if token == self.image_token_id:
-                expanded_ids += [token] * self.num_image_tokens
-                expanded_labels += [IGNORE_INDEX] * self.num_image_tokens
+                expanded_ids += [token] * counts[image]
+                expanded_labels += [IGNORE_INDEX] * counts[image]
+                image += 1
             else:
                 expanded_ids.append(token)
                 expanded_labels.append(labels[position] if labels is not None else IGNORE_INDEX)
@@ -168,12 +209,19 @@ class OcelliProcessor:
         if not batch_of_messages:
             raise PromptError("empty batch: give at least one conversation")
         per_sample = _images_per_sample(images, len(batch_of_messages))
+        if self.anyres:  # decoded once: their sizes set the token counts, then the pixels
+            per_sample = [[load_image(image) for image in sample] for sample in per_sample]
         sequences = []
         for index, (messages, sample_images) in enumerate(
             zip(batch_of_messages, per_sample, strict=True)
         ):
             try:
-                encoded = self.encode_prompt(messages, len(sample_images), add_generation_prompt)
+                encoded = self.encode_prompt(
+                    messages,
+                    len(sample_images),
+                    add_generation_prompt,
+                    image_sizes=self.image_sizes(sample_images),
+                )
             except PromptError as exc:
                 if len(batch_of_messages) == 1:
                     raise
@@ -224,6 +272,13 @@ class OcelliProcessor:
                 "the model has no vision encoder and its connector names no image_size, so "
                 "the image size is unknown; build an ImageProcessor yourself and pass it to "
                 "OcelliProcessor"
+            )
+        if getattr(config, "anyres", None):
+            image_processor = AnyResImageProcessor(
+                size=image_processor.size,
+                mean=image_processor.mean,
+                std=image_processor.std,
+                anyres=config.anyres,
             )
         if max_length is None:
             max_length = getattr(config.text_config, "max_position_embeddings", None)

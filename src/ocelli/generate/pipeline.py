@@ -217,9 +217,12 @@ class OcelliPipeline:
         for sample_images, prompt, options in zip(images, prompts, candidates, strict=True):
             image_list = _as_list(sample_images)
             messages = self.conversation(image_list, prompt, system=system)
+            image_sizes = self.processor.image_sizes(image_list)  # AnyRes counts need them
             rows = [
                 self.processor.encode_conversation(
-                    messages + [{"role": "assistant", "content": option}], len(image_list)
+                    messages + [{"role": "assistant", "content": option}],
+                    len(image_list),
+                    image_sizes,
                 )
                 for option in options
             ]
@@ -336,9 +339,13 @@ def _check_compatible(model: Any, processor: OcelliProcessor) -> None:
     expected = {
         "image_token_id": (getattr(config, "image_token_id", None), processor.image_token_id),
         "num_image_tokens": (getattr(config, "num_image_tokens", None), processor.num_image_tokens),
+        "anyres": (
+            getattr(config, "anyres", None),
+            getattr(processor.image_processor, "anyres", None),
+        ),
     }
     for name, (in_model, in_processor) in expected.items():
-        if in_model is not None and in_model != in_processor:
+        if (in_model is not None or name == "anyres") and in_model != in_processor:
             raise CheckpointError(
                 f"the model's {name} is {in_model} but the processor's is {in_processor}; "
                 "save the processor that was trained with this model beside it"

@@ -9,6 +9,7 @@ from typing import Any
 from transformers import AutoConfig, PretrainedConfig
 
 from ocelli.errors import ConfigError
+from ocelli.model.anyres import AnyResConfig, check_anyres
 from ocelli.model.encoders import vision_adapter
 from ocelli.model.language_models import check_causal_lm_type
 from ocelli.model.presets import config_from_dict
@@ -29,6 +30,10 @@ class OcelliConfig(PretrainedConfig):
         keep_cls: keep CLIP's CLS token among the image tokens.
         image_token_id: token id whose positions receive the image features.
         pad_token_id: padding token id of the tokenizer.
+        anyres: None, or high-resolution tiling (see anyres.py): {"grid_pinpoints":
+            [[height, width], ...], "thumbnail": true, "newline": true}; saved with its
+            defaults filled in. `num_image_tokens` is then the count per tile, and an
+            image's count depends on its grid (`AnyResConfig.num_tokens`).
     """
 
     model_type = "ocelli"
@@ -47,6 +52,7 @@ class OcelliConfig(PretrainedConfig):
     keep_cls: bool = False
     image_token_id: int | None = None
     pad_token_id: int | None = None
+    anyres: dict | None = None
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:
@@ -63,6 +69,10 @@ class OcelliConfig(PretrainedConfig):
         super().__post_init__(**kwargs)
         connector_class = CONNECTORS.get(self.connector)
         self.connector_config = connector_class.resolve_options(self.connector_config)
+        if self.anyres is not None:
+            if not isinstance(self.anyres, dict):
+                raise ConfigError(f"anyres must be a mapping or None, got {self.anyres!r}")
+            self.anyres = AnyResConfig.from_dict(self.anyres).to_dict()
         # The LM's own choice decides: tied checkpoints (Qwen2) must stay tied.
         self.tie_word_embeddings = bool(
             self.tie_word_embeddings or self.text_config.tie_word_embeddings
@@ -94,6 +104,8 @@ class OcelliConfig(PretrainedConfig):
         # fail here, before any weights exist
         connector_class.output_tokens(self.num_vision_tokens, self.connector_config)
         connector_class.check_language_model(self.text_config, self.connector_config)
+        if self.anyres is not None:
+            check_anyres(self, connector_class)
         vocab_size = self.text_config.vocab_size
         if not isinstance(self.image_token_id, int) or not 0 <= self.image_token_id < vocab_size:
             raise ConfigError(
@@ -126,7 +138,8 @@ class OcelliConfig(PretrainedConfig):
 
     @property
     def num_image_tokens(self) -> int:
-        """Image-token positions per image in input_ids (tokens after the connector)."""
+        """Image-token positions per image in input_ids (tokens after the connector);
+        with AnyRes, per crop (tile or thumbnail)."""
         return CONNECTORS.get(self.connector).output_tokens(
             self.num_vision_tokens, self.connector_config
         )

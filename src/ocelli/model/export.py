@@ -94,6 +94,11 @@ def _is_llava_dir(directory: Path) -> bool:
 
 
 def check_exportable(config: OcelliConfig) -> None:
+    if getattr(config, "anyres", None):
+        raise ConfigError(
+            "export_llava_hf writes a plain Llava model, which has no AnyRes tiling; this model "
+            "has anyres set, so its image tokens would not match (LLaVA-NeXT export is not written)"
+        )
     vision_type = config.vision_config.model_type if config.vision_config is not None else None
     if (
         config.connector not in SUPPORTED_CONNECTORS

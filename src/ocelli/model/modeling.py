@@ -20,6 +20,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils.generic import can_return_tuple
 
 from ocelli.errors import CheckpointError, ConfigError, PromptError
+from ocelli.model.anyres import AnyResLayout
 from ocelli.model.checkpoints import load_checked, read_config
 from ocelli.model.configuration import OcelliConfig
 from ocelli.model.connectors.base import Connector
@@ -79,6 +80,11 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
         self.connector = CONNECTORS.get(config.connector)(
             config.vision_hidden_size, config.text_config.hidden_size, **config.connector_config
         )
+        self.anyres = None
+        if config.anyres is not None:
+            self.anyres = AnyResLayout(
+                config.anyres, config.vision_config.image_size, config.text_config.hidden_size
+            )
         if language_model is None:
             language_model = build_language_model(config.text_config)
         self.language_model = language_model
@@ -108,6 +114,7 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
         language_model_overrides: dict[str, Any] | None = None,
         vision_feature_layer: int = -2,
         keep_cls: bool = False,
+        anyres: dict[str, Any] | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> OcelliForConditionalGeneration:
         """Join a vision encoder and a language model with a new connector.
@@ -115,7 +122,8 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
         `vision` and `language_model` are each a preset name ("clip-tiny", "qwen2-tiny"),
         a config (dict with model_type, or PretrainedConfig) or a local checkpoint
         directory, whose weights are loaded (a full CLIPModel/SiglipModel directory gives
-        its vision tower); `vision` is None only for encoder-free connectors. `vocab_size` is the tokenizer's length: a pretrained LM's
+        its vision tower); `vision` is None only for encoder-free connectors. `anyres`
+        tiles high-resolution images (see anyres.py). `vocab_size` is the tokenizer's length: a pretrained LM's
         embeddings grow to it when smaller, a new LM gets exactly that many. The config is
         checked before any weights are loaded.
         """
@@ -137,6 +145,7 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
             keep_cls=keep_cls,
             image_token_id=image_token_id,
             pad_token_id=pad_token_id,
+            anyres=anyres,
         )
         # Checked above before any weights are read; now load what comes from directories.
         vision_tower = loaded_lm = None
@@ -180,12 +189,37 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
 
     # -- forward -----------------------------------------------------------------------
     def get_vision_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(num_images, 3, H, W) -> the vision tower's selected features, before the connector."""
-        return pixel_values if self.vision_tower is None else self.vision_tower(pixel_values)
+        """(num_images, 3, H, W) -> the vision tower's selected features, before the
+        connector: (num_images, N, D), or with AnyRes (num_images, crop slots, N, D), NaN
+        in the slots of tiles an image's grid does not use."""
+        if self.vision_tower is None:
+            return pixel_values
+        if self.anyres is None:
+            return self.vision_tower(pixel_values)
+        crops, present = self.anyres.crops(pixel_values)
+        encoded = self.vision_tower(crops[present])
+        features = encoded.new_full((*present.shape, *encoded.shape[1:]), float("nan"))
+        features[present] = encoded
+        return features
 
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(num_images, 3, H, W) -> (num_images, num_image_tokens, text hidden size)."""
-        return self.connector(self.get_vision_features(pixel_values))
+        """(num_images, 3, H, W) -> (num_images, num_image_tokens, text hidden size), or
+        with AnyRes every image's tokens one after the other: (total image tokens, hidden)."""
+        return self.image_features_from(self.get_vision_features(pixel_values))
+
+    def image_features_from(self, vision_features: torch.Tensor) -> torch.Tensor:
+        """The connector's output for vision features (see get_image_features)."""
+        if self.anyres is None:
+            return self.connector(vision_features)
+        present = self.anyres.present_slots(vision_features)
+        return self.anyres.arrange(self.connector(vision_features[present]), present)
+
+    def image_token_counts(self, pixel_values: torch.Tensor) -> list[int]:
+        """Image-token positions each image fills in input_ids."""
+        if self.anyres is None:
+            return [self.config.num_image_tokens] * len(pixel_values)
+        _, present = self.anyres.crops(pixel_values)
+        return self.anyres.num_tokens(present, self.config.num_image_tokens)
 
     def merge_image_features(
         self,
@@ -201,14 +235,21 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
             )
         is_image = input_ids == self.config.image_token_id
         num_positions = int(is_image.sum())
-        num_images, tokens_per_image = image_features.shape[:2]
-        if num_positions != num_images * tokens_per_image:
+        if image_features.ndim == 2 and num_positions != len(image_features):  # AnyRes
             raise PromptError(
-                f"input_ids hold {num_positions} image-token positions ({num_positions / tokens_per_image:g} "
-                f"placeholders of {tokens_per_image} tokens) but {num_images} image(s) were given, "
-                f"which need {num_images * tokens_per_image}; give one image per <image> placeholder "
-                f"and expand each placeholder to {tokens_per_image} image tokens (OcelliProcessor does)"
+                f"input_ids hold {num_positions} image-token positions but the images' AnyRes "
+                f"grids give {len(image_features)} image tokens; expand each <image> placeholder "
+                "by its image's grid (OcelliProcessor does when given the images or their sizes)"
             )
+        if image_features.ndim == 3:
+            num_images, tokens_per_image = image_features.shape[:2]
+            if num_positions != num_images * tokens_per_image:
+                raise PromptError(
+                    f"input_ids hold {num_positions} image-token positions ({num_positions / tokens_per_image:g} "
+                    f"placeholders of {tokens_per_image} tokens) but {num_images} image(s) were given, "
+                    f"which need {num_images * tokens_per_image}; give one image per <image> placeholder "
+                    f"and expand each placeholder to {tokens_per_image} image tokens (OcelliProcessor does)"
+                )
         return inputs_embeds.masked_scatter(
             is_image.unsqueeze(-1), image_features.to(inputs_embeds.dtype)
         )
@@ -242,7 +283,7 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
         if pixel_values is not None or vision_features is not None:
             if vision_features is None:
                 vision_features = self.get_vision_features(pixel_values)
-            image_features = self.connector(vision_features)
+            image_features = self.image_features_from(vision_features)
             inputs_embeds = self.merge_image_features(input_ids, inputs_embeds, image_features)
             self.connector.bind_images(input_ids == self.config.image_token_id)
         elif _is_prefill(past_key_values):
@@ -348,18 +389,22 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
     ) -> torch.Tensor:
         if input_ids is None:
             return pixel_values.repeat_interleave(expand_size, dim=0)
-        positions = (input_ids == self.config.image_token_id).sum(dim=1)
-        images_per_sample = (positions // self.config.num_image_tokens).tolist()
-        if sum(images_per_sample) != len(pixel_values):
+        positions = (input_ids == self.config.image_token_id).sum(dim=1).tolist()
+        images_per_sample = _images_per_sample(positions, self.image_token_counts(pixel_values))
+        if images_per_sample is None:
             return pixel_values  # the forward pass reports the mismatch
         chunks = torch.split(pixel_values, images_per_sample)
         return torch.cat([chunk for chunk in chunks for _ in range(expand_size)])
 
     # -- parts: freezing, learning-rate groups, sizes --------------------------------
     def parts(self) -> dict[str, nn.Module | None]:
+        # AnyRes's newline embedding belongs to the interface and trains with the connector
+        connector = (
+            self.connector if self.anyres is None else nn.ModuleList([self.connector, self.anyres])
+        )
         return {
             "vision": self.vision_tower,
-            "connector": self.connector,
+            "connector": connector,
             "language_model": self.language_model,
         }
 
@@ -389,6 +434,21 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
             name: sum(p.numel() for p in params if p.requires_grad or not trainable_only)
             for name, params in self.parameter_groups().items()
         }
+
+
+def _images_per_sample(positions: list[int], counts: list[int]) -> list[int] | None:
+    """How many of the images (in order, `counts` tokens each) each row's image-token
+    positions take; None when they do not add up."""
+    result, image = [], 0
+    for row_positions in positions:
+        taken = 0
+        while row_positions > 0 and image < len(counts):
+            row_positions -= counts[image]
+            image, taken = image + 1, taken + 1
+        if row_positions != 0:
+            return None
+        result.append(taken)
+    return result if image == len(counts) else None
 
 
 def _is_prefill(past_key_values: Cache | None) -> bool:

@@ -47,5 +47,7 @@ def calibrate_connector(
         features = precompute_vision_features(
             model, processor, image_paths[:max_images], progress=False
         )
-    sample = [features[path] for path in list(features)[:max_images]]
-    model.connector.calibrate(torch.stack(sample))
+    sample = torch.stack([features[path] for path in list(features)[:max_images]])
+    if getattr(model, "anyres", None) is not None:  # AnyRes: the crops in use, NaN slots left out
+        sample = sample[model.anyres.present_slots(sample)]
+    model.connector.calibrate(sample)

@@ -41,6 +41,7 @@ class ModelSection:
     connector_config: dict[str, Any] = field(default_factory=dict)
     vision_feature_layer: int = -1
     keep_cls: bool = False
+    anyres: dict[str, Any] | None = None  # high-resolution tiling, see ocelli.model.anyres
     tokenizer: str | None = None  # a local HF tokenizer dir; None trains one on the world
     vocab_size: int = 1024
     max_length: int = 512

@@ -275,6 +275,7 @@ def _fresh_model(recipe: Recipe, paths: RunPaths, tokenizer: Any) -> tuple[Any, 
         language_model_overrides=lm_overrides,
         vision_feature_layer=recipe.model.vision_feature_layer,
         keep_cls=recipe.model.keep_cls,
+        anyres=recipe.model.anyres,
     )
     return model, OcelliProcessor.for_model(model, tokenizer, max_length=recipe.model.max_length)
 
