@@ -8,6 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
+from ocelli.errors import ConfigError
+
 
 def add_align_parser(sub: argparse._SubParsersAction) -> None:
     align = sub.add_parser("align", help="preference data and alignment tuning (DPO, IPO)")
@@ -18,7 +20,8 @@ def add_align_parser(sub: argparse._SubParsersAction) -> None:
     data.add_argument(
         "--kinds",
         default=None,
-        help="comma-separated: object, attribute, count, relation, answer, negative (default all)",
+        help="comma-separated: object, attribute, count, relation, answer, negative (default "
+        "all of these), povid (needs --model: its answers about noised images as rejected)",
     )
     data.add_argument("--seed", type=int, default=0)
     data.add_argument(
@@ -59,6 +62,32 @@ def add_align_parser(sub: argparse._SubParsersAction) -> None:
     reward.add_argument("--out", required=True, help="run directory; the model goes to OUT/final")
     reward.add_argument("--holdout", type=float, default=0.2, help="share of images held out")
     _add_train_options(reward, lr=1e-4)
+    _add_rl_parser(align_sub)
+
+
+def _add_rl_parser(align_sub: argparse._SubParsersAction) -> None:
+    rl = align_sub.add_parser(
+        "rl", help="GRPO/RLOO against a reward (the world's or a reward model's), KL to SFT"
+    )
+    rl.add_argument("--model", required=True, help="saved ocelli model (the SFT final/ dir)")
+    rl.add_argument("--world", required=True, help="world split whose prompts are sampled")
+    rl.add_argument(
+        "--reward",
+        default="world",
+        help="'world' (exact check against the scene graph) or 'model:DIR' (a reward model)",
+    )
+    rl.add_argument("--out", required=True, help="run directory; the model goes to OUT/final")
+    rl.add_argument("--reference", default=None, help="reference model dir (default: --model)")
+    rl.add_argument("--group-size", type=int, default=4, help="answers sampled per prompt (k)")
+    rl.add_argument("--kl-coef", type=float, default=0.04, help="weight of the KL to the reference")
+    rl.add_argument("--advantage", default="grpo", choices=["grpo", "rloo"])
+    rl.add_argument("--aggregation", default="token", choices=["token", "sequence"])
+    rl.add_argument("--temperature", type=float, default=1.0)
+    rl.add_argument("--max-new-tokens", type=int, default=48)
+    rl.add_argument("--kinds", default="vqa,describe", help="prompt kinds: vqa, describe")
+    rl.add_argument("--num-prompts", type=int, default=None, help="a seeded sample of prompts")
+    _add_train_options(rl, lr=1e-5)
+    rl.add_argument("--resume", action="store_true")
 
 
 def _add_train_options(parser: argparse.ArgumentParser, lr: float) -> None:
@@ -74,7 +103,7 @@ def _train_config(args: argparse.Namespace) -> Any:
 
 
 def align_command(args: argparse.Namespace, console: Console) -> int:
-    handlers = {"data": _data, "dpo": _dpo, "reward": _reward}
+    handlers = {"data": _data, "dpo": _dpo, "reward": _reward, "rl": _rl}
     return handlers[args.align_command](args, console)
 
 
@@ -84,8 +113,18 @@ def _data(args: argparse.Namespace, console: Console) -> int:
     from ocelli.utils.io import atomic_write_json
 
     kinds = args.kinds.split(",") if args.kinds is not None else None
+    povid = kinds is not None and "povid" in [kind.strip() for kind in kinds]
+    if povid:
+        kinds = [kind for kind in kinds if kind.strip() != "povid"]
+        if not args.model:
+            raise ConfigError("kind povid needs --model: the model answers about noised images")
     extra = []
-    if args.model:
+    if povid:
+        from ocelli.align.povid import povid_pairs
+        from ocelli.generate import load
+
+        extra += povid_pairs(load(args.model), args.world, limit=args.limit, seed=args.seed)
+    elif args.model:
         from ocelli.align.sampled import sampled_pairs
         from ocelli.generate import load
 
@@ -145,5 +184,39 @@ def _reward(args: argparse.Namespace, console: Console) -> int:
         f"reward model: held-out accuracy {summary['heldout_accuracy']:.3f} on "
         f"{summary['num_heldout_pairs']} pairs (before training "
         f"{summary['heldout_accuracy_before']:.3f}); model in {summary['result']['final_dir']}"
+    )
+    return 0
+
+
+def _rl(args: argparse.Namespace, console: Console) -> int:
+    from ocelli.align.rl import RLConfig
+    from ocelli.align.training import train_rl
+
+    config = RLConfig(
+        group_size=args.group_size,
+        kl_coef=args.kl_coef,
+        advantage=args.advantage,
+        aggregation=args.aggregation,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        kinds=[kind.strip() for kind in args.kinds.split(",") if kind.strip()],
+        num_prompts=args.num_prompts,
+    )
+    summary = train_rl(
+        args.model,
+        args.world,
+        args.reward,
+        args.out,
+        config,
+        _train_config(args),
+        reference_dir=args.reference,
+        resume=args.resume,
+    )
+    first, last, result = summary["first_step"], summary["last_step"], summary["result"]
+    console.print(
+        f"{config.advantage} on {summary['num_prompts']} prompts, reward {summary['reward']}: "
+        f"{result['steps']} steps; reward mean {first['reward_mean']:.3f} (step "
+        f"{first['step']}) -> {last['reward_mean']:.3f}, KL {last['kl']:.4f}; "
+        f"model in {result['final_dir']}"
     )
     return 0

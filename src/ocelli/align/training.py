@@ -1,4 +1,5 @@
-"""Alignment runs on ocelli's training loop: DPO/IPO from a saved SFT model directory.
+"""Alignment runs on ocelli's training loop: DPO/IPO, the reward model and RL (GRPO or
+RLOO against a reward) from a saved SFT model directory.
 
 The output directory has the loop's usual layout (checkpoints/, metrics.jsonl,
 final/); `final/` is a normal ocelli model directory with its processor, so
@@ -8,6 +9,7 @@ final/); `final/` is a normal ocelli model directory with its processor, so
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from ocelli.align.batches import PairCollator, PreferenceDataset
 from ocelli.align.dpo import DPOConfig, DPOModel, frozen_copy
 from ocelli.align.pairs import PreferencePair, load_pairs
 from ocelli.align.reward import RewardModel, pair_accuracy
+from ocelli.align.rewards import Reward, reward_from_spec, world_prompts
+from ocelli.align.rl import PromptIndices, RLConfig, RLModel, collate_prompt_indices
 from ocelli.errors import CheckpointError, ConfigError
 from ocelli.utils.io import atomic_write_json
 
@@ -145,3 +149,102 @@ def train_reward(
     }
     atomic_write_json(Path(out_dir) / "reward_summary.json", summary)
     return summary
+
+
+def train_rl(
+    model_dir: str | Path,
+    world_dir: str | Path,
+    reward: str | Reward,
+    out_dir: str | Path,
+    config: RLConfig | None = None,
+    train_config: Any = None,
+    reference_dir: str | Path | None = None,
+    freeze_vision: bool = True,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """GRPO/RLOO of the model in `model_dir` on the prompts of `world_dir` against
+    `reward` ("world", "model:DIR" or a Reward), with a KL penalty to a frozen copy of
+    the starting model (or to `reference_dir`).
+
+    OUT holds the loop's layout (checkpoints/, metrics.jsonl, final/), rl_config.json
+    (the resolved settings, written first), rl_metrics.jsonl (reward, KL and loss of
+    every step) and rl_summary.json."""
+    from ocelli.train.loop import train
+    from ocelli.train.trainer_config import TrainConfig
+
+    config = config or RLConfig()
+    train_config = train_config or TrainConfig(lr=1e-5, max_steps=50, batch_size=4)
+    prompts = world_prompts(world_dir, config.kinds, config.num_prompts, train_config.seed)
+    reward_fn = reward_from_spec(reward, world_dir) if isinstance(reward, str) else reward
+    policy, processor = load_model_and_processor(model_dir)
+    reference = (
+        frozen_copy(policy) if reference_dir is None else load_model_and_processor(reference_dir)[0]
+    )
+    if freeze_vision:
+        policy.freeze(vision=True)
+    model = RLModel(policy, reference, processor, reward_fn, prompts, config)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = {
+        "rl": dataclasses.asdict(config),
+        "train": dataclasses.asdict(train_config),
+        "model": str(model_dir),
+        "reference": str(reference_dir or model_dir),
+        "world": str(Path(world_dir).resolve()),
+        "reward": reward_fn.name,
+        "num_prompts": len(prompts),
+        "prompt_kinds": {kind: sum(p.kind == kind for p in prompts) for kind in config.kinds},
+    }
+    atomic_write_json(out / "rl_config.json", resolved)
+    log = RLMetricsLog(out / "rl_metrics.jsonl", model, resume)
+    result = train(
+        model,
+        PromptIndices(len(prompts)),
+        collate_prompt_indices,
+        train_config,
+        out,
+        resume=resume,
+        callbacks=[log],
+        description=f"rl ({config.advantage}, reward {reward_fn.name})",
+    )
+    processor.save_pretrained(result.final_dir)
+    summary = {
+        **resolved,
+        "first_step": log.first,
+        "last_step": log.last,
+        "result": result.summary(),
+    }
+    atomic_write_json(out / "rl_summary.json", summary)
+    return summary
+
+
+class RLMetricsLog:
+    """A loop callback: one JSON line per step with the loss and the RL model's last
+    reward and KL statistics. A resumed run drops the lines of steps it will redo."""
+
+    def __init__(self, path: Path, model: RLModel, resume: bool) -> None:
+        self.path, self.model = path, model
+        self.first: dict[str, Any] | None = None
+        self.last: dict[str, Any] | None = None
+        self._checked = False
+        if not resume:
+            path.write_text("", encoding="utf-8")
+
+    def __call__(self, step: int, basics: dict[str, float]) -> None:
+        import torch
+
+        if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+            return  # the loop calls back on every process; the main one writes
+        if not self._checked and self.path.is_file():
+            kept = [
+                line
+                for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line)["step"] < step
+            ]
+            self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        self._checked = True
+        record = {"step": step, "loss": basics["loss"], **self.model.last_stats}
+        with self.path.open("a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+        self.first = self.first or record
+        self.last = record
