@@ -90,6 +90,12 @@ def _add_use(sub: argparse._SubParsersAction) -> None:
     chat.add_argument("question", nargs="?", default=None)
     chat.add_argument("--max-new-tokens", type=_positive_int, default=64)
     chat.add_argument("--temperature", type=float, default=0.0)
+    chat.add_argument(
+        "--correct",
+        action="store_true",
+        help="check the answer against the last image (detector + the model's own yes/no "
+        "answers) and rewrite it with boxes (Woodpecker-style; world images only)",
+    )
     export = sub.add_parser("export", help="export a model for other engines (vLLM, transformers)")
     export.add_argument("--model", required=True)
     export.add_argument("--format", default="llava-hf", choices=["llava-hf"])
@@ -118,39 +124,9 @@ def _positive_float(text: str) -> float:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
-    evaluate = sub.add_parser(
-        "eval",
-        help="evaluate a model on tasks; `eval --list`, `eval compare RUN_A RUN_B`, "
-        "`eval export-task TASK --data DIR --out OUTDIR`",
-        description="ocelli eval --model DIR|openai:URL --tasks t1,t2 [--data DIR] --out OUTDIR; "
-        "ocelli eval --list; ocelli eval compare RUN_A RUN_B; "
-        "ocelli eval export-task TASK --data DIR --out OUTDIR (datasets + lmms-eval task)",
-    )
-    evaluate.add_argument("compare", nargs="*", metavar="compare RUN_A RUN_B | export-task TASK")
-    evaluate.add_argument(
-        "--model", default=None, help="model directory or openai:http://host:port/v1"
-    )
-    evaluate.add_argument(
-        "--tasks", default="world_vqa", help="task names or task files, comma-separated"
-    )
-    evaluate.add_argument("--data", default=None, help="a world split (ocelli world generate)")
-    evaluate.add_argument("--limit", type=_positive_int, default=None, help="samples per task")
-    evaluate.add_argument("--batch-size", type=_positive_int, default=16)
-    evaluate.add_argument("--out", default=None, help="run directory (rerun into it to resume)")
-    evaluate.add_argument("--list", action="store_true", help="print the registered tasks")
-    evaluate.add_argument("--retries", type=int, default=2, help="retries of a failed request")
-    evaluate.add_argument("--api-model", default="default", help="model name sent to the server")
-    evaluate.add_argument("--api-key", default=None, help="API key (default: $OPENAI_API_KEY)")
-    evaluate.add_argument(
-        "--timeout", type=_positive_float, default=60.0, help="seconds per request"
-    )
-    evaluate.add_argument(
-        "--scoring",
-        choices=("generate", "loglik", "both"),
-        default="generate",
-        help="closed-set tasks: generated answers, log-likelihood ranking of the candidate "
-        "answers (local models), or both",
-    )
+    from ocelli.eval.cli import add_eval_parser
+
+    add_eval_parser(sub, _positive_int, _positive_float)
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:

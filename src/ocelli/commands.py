@@ -118,6 +118,7 @@ def chat(args: argparse.Namespace) -> int:
             question=args.question,
             max_new_tokens=args.max_new_tokens,
             temperature=args.temperature,
+            correct=args.correct,
         )
         or 0
     )

@@ -231,8 +231,15 @@ def write_preference_data(
 ) -> dict[str, Any]:
     """Build the pairs (plus `extra` ones, e.g. from `sampled_pairs`), write them as
     JSONL to `out` and the summary beside it (`<out>.summary.json`). Returns the summary."""
-    pairs, _ = build_preference_pairs(world_dir, kinds, seed, yes_ratio)
+    # An empty list of kinds: only the `extra` pairs (e.g. `--kinds povid`).
+    pairs = (
+        []
+        if kinds is not None and not kinds
+        else build_preference_pairs(world_dir, kinds, seed, yes_ratio)[0]
+    )
     pairs += list(extra)
+    if not pairs:
+        raise DataError(f"no preference pairs to write for {world_dir}; ask for more kinds")
     summary = summarize(pairs)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -33,10 +33,13 @@ def chat_command(
     seed: int | None = None,
     input_stream: TextIO | None = None,
     output_stream: TextIO | None = None,
+    correct: bool = False,
 ) -> int:
     """Print the answer to `question`, or chat interactively without one. Returns 0.
 
-    A temperature above 0 samples (with `seed`, reproducibly); 0 decodes greedily."""
+    A temperature above 0 samples (with `seed`, reproducibly); 0 decodes greedily.
+    `correct` checks each answer against the last image (ocelli.align.corrector) and
+    prints the corrected answer, with a note when it cannot be verified."""
     output_stream = output_stream or sys.stdout
     for path in image_paths:
         load_image(path)  # fail on a bad image before spending time loading the model
@@ -44,12 +47,19 @@ def chat_command(
     hf_logging.disable_progress_bar()
     pipeline = load(model_dir, device=device)
     generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
+    finish = _corrector(pipeline, output_stream) if correct else (lambda images, q, a: a)
     if question is not None:
         answer = pipeline.chat(list(image_paths), question, system=system, **generation)
-        print(answer, file=output_stream, flush=True)
+        print(finish(list(image_paths), question, answer), file=output_stream, flush=True)
         return 0
     _interactive(
-        pipeline, list(image_paths), system, generation, input_stream or sys.stdin, output_stream
+        pipeline,
+        list(image_paths),
+        system,
+        generation,
+        input_stream or sys.stdin,
+        output_stream,
+        finish,
     )
     return 0
 
@@ -61,6 +71,7 @@ def _interactive(
     generation: dict[str, Any],
     input_stream: TextIO,
     output_stream: TextIO,
+    finish: Any = None,
 ) -> None:
     def say(text: str) -> None:
         print(text, file=output_stream, flush=True)
@@ -94,7 +105,24 @@ def _interactive(
                 say(f"error: {exc}")
                 continue
             history = messages + [{"role": "assistant", "content": answer}]
-            say(answer)
+            say(finish(images, line, answer) if finish else answer)
+
+
+def _corrector(pipeline: OcelliPipeline, output_stream: TextIO) -> Any:
+    """answer -> the corrected answer about the last image (a note if unverifiable)."""
+    from ocelli.align.corrector import Corrector
+
+    corrector = Corrector(pipeline)
+
+    def finish(images: list, question: str, answer: str) -> str:
+        if not images:
+            return answer + "\n(not corrected: no image to check the answer against)"
+        result = corrector.correct(images[-1], answer, question)
+        if not result.verified:
+            return answer + f"\n(not corrected: {result.reason})"
+        return result.text
+
+    return finish
 
 
 def _add_image(path: str, images: list, say: Any) -> list:
