@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 
 from ocelli import __version__
 from ocelli.errors import OcelliError
+from ocelli.serve import extensions
 from ocelli.serve.config import ServeConfig
 from ocelli.serve.engine import Engine
 from ocelli.serve.errors import (
@@ -69,6 +70,13 @@ class ServerState:
     active: int = 0
     active_by_key: Counter = field(default_factory=Counter)
     started: int = field(default_factory=lambda: int(time.time()))
+    _pipeline_path: extensions.PipelinePath | None = None
+
+    def pipeline_path(self) -> extensions.PipelinePath:
+        """The served weights outside the engine, built on first use (VCD, corrector)."""
+        if self._pipeline_path is None:
+            self._pipeline_path = extensions.PipelinePath(self.engine, self.config.max_image_pixels)
+        return self._pipeline_path
 
     def acquire(self, key: str) -> None:
         """Admit one more request, or answer 429 (limits on the server and on each key)."""
@@ -234,17 +242,25 @@ async def _complete(
 ) -> Any:
     """Prepare, submit and answer; the caller has acquired a slot, released here on success."""
     start = time.monotonic()
+    options = body.ocelli
     try:
+        extensions.check_options(body)
         prepared = await state.preparer.prepare(body)
-        handles = [state.engine.submit(prepared.prompt, p) for p in prepared.params]
+        if options is not None and options.vcd is not None:  # not batched: serve/extensions.py
+            handles = await extensions.vcd_handles(state.pipeline_path(), prepared, options.vcd)
+        else:
+            handles = [state.engine.submit(prepared.prompt, p) for p in prepared.params]
     except OcelliError as exc:
         raise from_library_error(exc) from None
     meta = ResponseMeta(model=state.config.served_model_name)
     if not body.stream:
         completions = await results(handles, request.is_disconnected)
+        response = whole_response(meta, completions)
+        if options is not None and options.correct:
+            response = await extensions.correct_response(state.pipeline_path(), prepared, response)
         state.release(key)
         state.metrics.latency.observe(time.monotonic() - start)
-        return whole_response(meta, completions)
+        return response
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     async def stream():

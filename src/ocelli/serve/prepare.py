@@ -10,7 +10,7 @@ text: control tokens typed in it are escaped (`as_text`)."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +34,8 @@ WORD_JOINER = "\u2060"  # invisible, and no tokenizer's special token contains i
 class PreparedRequest:
     prompt: Prompt
     params: list[SamplingParams]  # one per choice
+    images: list[bytes] = field(default_factory=list)  # as sent, for the corrector
+    messages: list[dict[str, str]] = field(default_factory=list)
 
 
 class RequestPreparer:
@@ -58,7 +60,7 @@ class RequestPreparer:
         messages, image_urls = self.messages(request)
         images = [await self.image_bytes(url, param) for url, param in image_urls]
         prompt = await run_in_threadpool(self.encode, messages, images, image_urls)
-        return PreparedRequest(prompt, params)
+        return PreparedRequest(prompt, params, images, messages)
 
     def sampling_params(self, request: ChatCompletionRequest) -> list[SamplingParams]:
         for name in ("presence_penalty", "frequency_penalty"):

@@ -6,7 +6,7 @@ a misspelt `max_token` is a 422 naming it, not a silently ignored setting."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +48,27 @@ class StreamOptions(Strict):
     include_usage: bool = False
 
 
+class VCDOptions(Strict):
+    """Visual contrastive decoding (ocelli.generate.logits.VCDConfig's ranges)."""
+
+    alpha: float = Field(default=1.0, ge=0.0, le=10.0, description="contrast strength")
+    beta: float = Field(default=0.1, ge=0.0, le=1.0, description="plausibility cut-off")
+    noise_step: int = Field(default=500, ge=0, le=999, description="diffusion step, of 1000")
+
+
+class OcelliOptions(Strict):
+    """ocelli's extensions; OpenAI clients send them as extra_body={"ocelli": {...}}."""
+
+    vcd: VCDOptions | None = Field(
+        default=None, description="decode with VCD (not batched: one request at a time)"
+    )
+    correct: bool = Field(
+        default=False,
+        description="check the answer's claims against the last image (detector and the "
+        "model's own yes/no answers) and rewrite it with boxes; stream=false only",
+    )
+
+
 class ChatCompletionRequest(Strict):
     model: str
     messages: list[Message] = Field(min_length=1)
@@ -66,6 +87,7 @@ class ChatCompletionRequest(Strict):
     logprobs: bool = False
     # vLLM's extension, for benchmarks: generate max_tokens tokens whatever the model says.
     ignore_eos: bool = False
+    ocelli: OcelliOptions | None = None
 
 
 class Usage(BaseModel):
@@ -87,6 +109,9 @@ class Choice(BaseModel):
     message: AssistantMessage
     finish_reason: FinishReason
     logprobs: None = None
+    # With "ocelli": {"correct": true}: the original answer, each claim's verdict, the
+    # detected objects' boxes (ocelli.align.corrector.Correction.to_dict()).
+    ocelli_correction: dict[str, Any] | None = None
 
 
 class ChatCompletion(BaseModel):
