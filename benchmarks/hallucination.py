@@ -56,6 +56,7 @@ class HallucinationBenchConfig:
     vcd_beta: float = 0.1
     vcd_noise_step: int = 500
     sampling: bool = True  # also the SFT model with temperature-1 sampling
+    woodpecker: bool = True  # also SFT greedy answers rewritten by ocelli.align.corrector
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -73,7 +74,19 @@ class DecodingPipeline:
         self.pipeline, self.generation_kwargs = pipeline, generation_kwargs
 
     def chat_batch(self, images: Any, prompts: Any, **kwargs: Any) -> list[str]:
-        return self.pipeline.chat_batch(images, prompts, **{**kwargs, **self.generation_kwargs})
+        settings = {**kwargs, **self.generation_kwargs}
+        correct = settings.pop("correct", False)
+        answers = self.pipeline.chat_batch(images, prompts, **settings)
+        if not correct:
+            return answers
+        # Woodpecker: each answer checked against its (last) image and rewritten.
+        from ocelli.align.corrector import Corrector
+
+        corrector = Corrector(self.pipeline, evidence=False)
+        return [
+            corrector.correct(list(image)[-1], answer, prompt).text
+            for image, prompt, answer in zip(images, prompts, answers, strict=True)
+        ]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.pipeline, name)
@@ -102,6 +115,8 @@ def methods(config: HallucinationBenchConfig, run: Path) -> list[tuple[str, Path
     for alpha in config.vcd_alphas:
         vcd = VCDConfig(alpha=alpha, beta=config.vcd_beta, noise_step=config.vcd_noise_step)
         rows.append((f"SFT + VCD (alpha {alpha:g})", sft, {"do_sample": False, "vcd": vcd}))
+    if config.woodpecker:
+        rows.append(("SFT greedy + Woodpecker", sft, {"do_sample": False, "correct": True}))
     rows.append(("DPO (stage 3) greedy", aligned, {"do_sample": False}))
     for name, directory, _ in rows:
         if not (directory / "config.json").is_file():

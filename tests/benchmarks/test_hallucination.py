@@ -18,6 +18,7 @@ def test_hallucination_benchmark_measures_every_row(tmp_path):
         "SFT greedy",
         "SFT sampling (T=1)",
         "SFT + VCD (alpha 1)",
+        "SFT greedy + Woodpecker",
         "DPO (stage 3) greedy",
     ]
     for row in rows:
