@@ -29,6 +29,7 @@ from ocelli.model.language_models import build_language_model, load_language_mod
 from ocelli.model.modeling import OcelliCausalLMOutput, OcelliForConditionalGeneration
 from ocelli.model.peft import apply_lora, load_lora, merge_lora, save_lora
 from ocelli.model.presets import Component, resolve_component
+from ocelli.model.qlora import QuantizedLinear, dequantize_language_model, quantize_language_model
 from ocelli.model.registry import (
     CONNECTORS,
     LANGUAGE_MODELS,
@@ -60,6 +61,7 @@ __all__ = [
     "LANGUAGE_MODELS",
     "OcelliCausalLMOutput",
     "OcelliConfig",
+    "QuantizedLinear",
     "OcelliForConditionalGeneration",
     "SiglipEncoder",
     "VISION_ADAPTERS",
@@ -68,12 +70,14 @@ __all__ = [
     "apply_lora",
     "build_language_model",
     "build_vision_encoder",
+    "dequantize_language_model",
     "export_llava_hf",
     "language_model_preset",
     "load_language_model",
     "load_lora",
     "load_vision_encoder",
     "merge_lora",
+    "quantize_language_model",
     "register_connector",
     "register_language_model",
     "register_vision_adapter",
