@@ -2,7 +2,15 @@
 
 Rows: the SFT model (stage 2, `instruct/final`) with greedy decoding (the baseline),
 with temperature-1 sampling, with visual contrastive decoding at each `vcd_alphas`
-value, and the DPO-aligned model (stage 3, `dpo/final`) with greedy decoding.
+value, the DPO-aligned model (stage 3, `dpo/final`) with greedy decoding, and, with
+`align_rows` on, three more models of the same SFT start, each decoded greedily:
+  DPO + SFT term   stage 3's pairs and settings plus `dpo_sft_weight` of SFT loss on
+                   the chosen answers (TRL's rpo_alpha)
+  RLHF             GRPO against a Bradley-Terry reward model trained on stage 3's pairs
+  RL (verifiable)  GRPO against the world's exact reward (answers checked against the
+                   scene graph, descriptions scored by claim F1)
+These are trained into `align_dir` (default RUN/bench-align) unless already there;
+their settings and training figures are kept with the results.
 Columns: POPE accuracy / F1 / yes-ratio for its three samplings (random, popular,
 adversarial), CHAIR_i and CHAIR_s over detailed captions, world-VQA accuracy (with the
 blind baseline of the same questions) and the time per answer relative to greedy.
@@ -15,6 +23,7 @@ Every row answers the same questions (ocelli.eval's tasks, seeded).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -58,6 +67,17 @@ class HallucinationBenchConfig:
     sampling: bool = True  # also the SFT model with temperature-1 sampling
     woodpecker: bool = True  # also SFT greedy answers rewritten by ocelli.align.corrector
     seed: int = 0
+    align_rows: bool = True  # also DPO + SFT term, RLHF and RL (verifiable reward)
+    align_dir: str | None = None  # where those models are trained; None: RUN/bench-align
+    dpo_sft_weight: float = 1.0
+    reward_steps: int = 80  # reward model: steps at stage 3's batch size and lr 1e-4
+    rl_steps: int = 60
+    rl_batch_size: int = 8  # prompts per step; each gets rl_group_size sampled answers
+    rl_group_size: int = 4
+    rl_lr: float = 1e-5
+    rl_kl_coef: float = 0.04
+    rl_max_new_tokens: int = 48
+    rl_num_prompts: int | None = 2000  # a seeded sample of the training world's prompts
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1 or self.batch_size < 1:
@@ -124,7 +144,65 @@ def methods(config: HallucinationBenchConfig, run: Path) -> list[tuple[str, Path
                 f"{directory} is not a saved model (row {name!r}); give --run a run directory "
                 "whose stages 2 and 3 finished (ocelli train --recipe quickstart --stage dpo)"
             )
+    if config.align_rows:
+        models = align_models(config, run)
+        rows += [(f"{name} greedy", final, {"do_sample": False}) for name, final in models.items()]
     return rows
+
+
+ALIGN_ROWS = ("DPO + SFT term", "RLHF (learned reward)", "RL (verifiable reward)")
+
+
+def align_models(config: HallucinationBenchConfig, run: Path) -> dict[str, Path]:
+    """The extra models' final directories, trained from the run's SFT model when they
+    are not there yet; their summaries go to align_dir/summaries.json."""
+    from ocelli.align import DPOConfig, RLConfig, train_dpo, train_reward, train_rl
+    from ocelli.train.trainer_config import TrainConfig
+    from ocelli.utils.io import atomic_write_json
+
+    out = Path(config.align_dir) if config.align_dir else run / "bench-align"
+    sft, pairs = run / "instruct" / "final", run / "dpo" / "pairs.jsonl"
+    stage3_file = run / "dpo" / "align_summary.json"
+    if not pairs.is_file() or not stage3_file.is_file():
+        raise CheckpointError(
+            f"{run / 'dpo'} lacks pairs.jsonl or align_summary.json, which the DPO + SFT term, "
+            "RLHF and RL rows train from; rerun stage 3 or --set align_rows=false"
+        )
+    stage3 = json.loads(stage3_file.read_text(encoding="utf-8"))
+    dirs = dict(zip(ALIGN_ROWS, (out / "dpo-sft", out / "rlhf", out / "rl-world"), strict=True))
+    finals = {name: directory / "final" for name, directory in dirs.items()}
+    if all((final / "config.json").is_file() for final in finals.values()):
+        return finals
+    summaries: dict[str, Any] = {}
+    dpo = DPOConfig(**{**stage3["dpo"], "sft_weight": config.dpo_sft_weight})
+    summaries["DPO + SFT term"] = train_dpo(
+        sft, pairs, dirs["DPO + SFT term"], dpo, TrainConfig(**stage3["train"])
+    )["result"]
+    batch = stage3["train"]["batch_size"]
+    reward_train = TrainConfig(lr=1e-4, max_steps=config.reward_steps, batch_size=batch)
+    reward = train_reward(sft, pairs, out / "reward", reward_train)
+    summaries["reward model"] = {k: v for k, v in reward.items() if k != "result"}
+    rl = RLConfig(
+        group_size=config.rl_group_size,
+        kl_coef=config.rl_kl_coef,
+        max_new_tokens=config.rl_max_new_tokens,
+        num_prompts=config.rl_num_prompts,
+    )
+    rl_train = TrainConfig(
+        lr=config.rl_lr,
+        max_steps=config.rl_steps,
+        batch_size=config.rl_batch_size,
+        seed=config.seed,
+    )
+    world = run / "world" / "train"
+    for name, spec in (
+        ("RLHF (learned reward)", f"model:{out / 'reward' / 'final'}"),
+        ("RL (verifiable reward)", "world"),
+    ):
+        summary = train_rl(sft, world, spec, dirs[name], rl, rl_train)
+        summaries[name] = {k: summary[k] for k in ("reward", "first_step", "last_step")}
+    atomic_write_json(out / "summaries.json", summaries)
+    return finals
 
 
 def measure_row(
@@ -189,6 +267,9 @@ def run(config: HallucinationBenchConfig, threads: int | None) -> dict[str, Any]
         rows_dir = work / "rows"
         rows_dir.mkdir()
         rows = [measure_row(config, run_dir, rows_dir, m) for m in methods(config, run_dir)]
+        align_dir = Path(config.align_dir) if config.align_dir else run_dir / "bench-align"
+        summaries = align_dir / "summaries.json"
+        trained = json.loads(summaries.read_text()) if summaries.is_file() else None
     greedy = rows[0]["seconds_per_answer"]
     for row in rows:
         row["time_vs_greedy"] = round(row["seconds_per_answer"] / greedy, 3)
@@ -196,6 +277,7 @@ def run(config: HallucinationBenchConfig, threads: int | None) -> dict[str, Any]
     return {
         "run": config.run or "(tiny run)",
         "rows": rows,
+        "align_training": trained,
         "threads": threads,
         "load_average": load,
     }
@@ -217,7 +299,7 @@ def render(record: dict[str, Any]) -> str:
     first = results["rows"][0]
     return "\n".join(
         [
-            "### Hallucination: SFT greedy against sampling, VCD and DPO",
+            "### Hallucination: SFT greedy against sampling, VCD, DPO and RL",
             "",
             common.markdown_table(header, table),
             "",
@@ -228,9 +310,34 @@ def render(record: dict[str, Any]) -> str:
             "Time is each row's wall time per answer over the greedy row's, on a shared "
             "machine. Produced by `benchmarks/hallucination.py`.*",
             "",
+            training_note(results.get("align_training"), record["config"]),
+            "",
             f"![hallucination by method]({record['plot']})" if record.get("plot") else "",
         ]
     )
+
+
+def training_note(trained: dict[str, Any] | None, config: dict[str, Any]) -> str:
+    """How the DPO + SFT term, RLHF and RL rows were trained, from their summaries."""
+    if not trained:
+        return ""
+    reward = trained["reward model"]
+    parts = [
+        f"DPO + SFT term: stage 3's pairs and settings with SFT weight "
+        f"{config['dpo_sft_weight']:g}.",
+        f"Reward model: {reward['num_train_pairs']} stage 3 pairs, held-out accuracy "
+        f"{reward['heldout_accuracy_before']:.3f} -> {reward['heldout_accuracy']:.3f} on "
+        f"{reward['num_heldout_pairs']} pairs.",
+    ]
+    for name in ("RLHF (learned reward)", "RL (verifiable reward)"):
+        first, last = trained[name]["first_step"], trained[name]["last_step"]
+        parts.append(
+            f"{name}: GRPO, {config['rl_steps']} steps of {config['rl_batch_size']} prompts x "
+            f"{config['rl_group_size']} answers, KL coefficient {config['rl_kl_coef']:g}, lr "
+            f"{config['rl_lr']:g}; batch reward {first['reward_mean']:.3f} (step 1) -> "
+            f"{last['reward_mean']:.3f} (step {last['step']}), KL {last['kl']:.4f}."
+        )
+    return "*" + " ".join(parts) + "*"
 
 
 def write_plot(record: dict[str, Any], out_png: Path) -> None:
@@ -271,7 +378,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit("give --run RUN_DIR (a finished quickstart run) or --tiny")
     settings = [f"run={known.run}"] if known.run else []
     if known.tiny:
-        settings += ["limit=4", "batch_size=4", "vcd_alphas=[1.0]"]
+        settings += ["limit=4", "batch_size=4", "vcd_alphas=[1.0]", "reward_steps=2"]
+        settings += ["rl_steps=2", "rl_batch_size=2", "rl_group_size=2", "rl_max_new_tokens=12"]
+        settings += ["rl_num_prompts=16"]
     rest = [arg for item in settings for arg in ("--set", item)] + list(rest)
     config, args = common.parse_args(
         HallucinationBenchConfig, __doc__.split("\n")[0], rest, common.RESULTS_DIR / f"{NAME}.json"
