@@ -8,6 +8,7 @@ what still fails, never scoring it as a wrong answer.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import mimetypes
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ocelli.errors import CheckpointError, ConfigError, OcelliError
+from ocelli.eval import shared_prefix
 
 OPENAI_PREFIX = "openai:"
 
@@ -41,8 +43,10 @@ class RequestError(OcelliError, RuntimeError):
 
 class LocalBackend:
     """A model directory loaded with ocelli.generate.load; greedy decoding, and
-    log-likelihood ranking of candidate answers (a batch's prompts in one forward pass,
-    then all their candidates in a second one on the prompts' cached keys and values)."""
+    log-likelihood ranking of candidate answers. A batch's distinct images are read once
+    and its questions continue from their cached keys and values (ocelli.eval.shared_prefix);
+    a model whose connector acts inside the language model goes through the pipeline's
+    own batched generation and scoring."""
 
     supports_loglik = True
 
@@ -72,6 +76,8 @@ class LocalBackend:
         }
 
     def generation_settings(self) -> dict[str, Any]:
+        if shared_prefix.supports(self.pipeline):  # rows: pad | image prefix | pad | question
+            return {"do_sample": False, "num_beams": 1, "decoding": "greedy", "shared_prefix": True}
         return {"do_sample": False, "num_beams": 1, "decoding": "greedy", "padding_side": "left"}
 
     def generate(self, requests: list[Request]) -> list[str | Exception]:
@@ -84,12 +90,17 @@ class LocalBackend:
         return _batch_or_each(self._rank, requests)
 
     def _rank(self, requests: list[Request]) -> list[Ranking]:
-        scores = self.pipeline.score_batch(
-            [r.images for r in requests],
-            [r.prompt for r in requests],
-            [r.candidates or [] for r in requests],
-            batch_size=len(requests),
-        )
+        images = [r.images for r in requests]
+        prompts = [r.prompt for r in requests]
+        candidates = [r.candidates or [] for r in requests]
+        scores = None
+        if shared_prefix.supports(self.pipeline):
+            with contextlib.suppress(shared_prefix.Unshareable):
+                scores = shared_prefix.score_candidates(self.pipeline, images, prompts, candidates)
+        if scores is None:
+            scores = self.pipeline.score_batch(
+                images, prompts, candidates, batch_size=len(requests)
+            )
         return [
             (request.candidates[values.index(max(values))], values)
             for request, values in zip(requests, scores, strict=True)
@@ -99,11 +110,11 @@ class LocalBackend:
         tokens = {r.max_new_tokens for r in requests}
         if len(tokens) > 1:
             raise ConfigError("one batch must share max_new_tokens")  # the runner never mixes
+        images, prompts = [r.images for r in requests], [r.prompt for r in requests]
+        if shared_prefix.supports(self.pipeline):
+            return shared_prefix.generate_greedy(self.pipeline, images, prompts, tokens.pop())
         return self.pipeline.chat_batch(
-            [r.images for r in requests],
-            [r.prompt for r in requests],
-            max_new_tokens=tokens.pop(),
-            do_sample=False,
+            images, prompts, max_new_tokens=tokens.pop(), do_sample=False
         )
 
 
@@ -162,22 +173,29 @@ class OpenAIBackend:
             "max_tokens": request.max_new_tokens,
             "temperature": 0.0,
         }
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        http = urllib.request.Request(
-            f"{self.base_url}/chat/completions", json.dumps(body).encode(), headers, method="POST"
-        )
-        try:
-            with urllib.request.urlopen(http, timeout=self.timeout) as response:
-                reply = json.loads(response.read().decode("utf-8"))
-            return str(reply["choices"][0]["message"]["content"] or "")
-        except urllib.error.HTTPError as exc:
-            return RequestError(f"HTTP {exc.code} from {self.base_url}: {exc.read()[:200]!r}")
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            return RequestError(f"{self.base_url} unreachable: {getattr(exc, 'reason', exc)}")
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            return RequestError(f"malformed reply from {self.base_url}: {exc!r}")
+        return chat_completion(self.base_url, body, self.api_key, self.timeout)
+
+
+def chat_completion(
+    base_url: str, body: dict[str, Any], api_key: str | None, timeout: float
+) -> str | RequestError:
+    """POST `body` to {base_url}/chat/completions: the reply's text, or the failure."""
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    http = urllib.request.Request(
+        f"{base_url}/chat/completions", json.dumps(body).encode(), headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(http, timeout=timeout) as response:
+            reply = json.loads(response.read().decode("utf-8"))
+        return str(reply["choices"][0]["message"]["content"] or "")
+    except urllib.error.HTTPError as exc:
+        return RequestError(f"HTTP {exc.code} from {base_url}: {exc.read()[:200]!r}")
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        return RequestError(f"{base_url} unreachable: {getattr(exc, 'reason', exc)}")
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        return RequestError(f"malformed reply from {base_url}: {exc!r}")
 
 
 def _batch_or_each(run: Any, requests: list[Request]) -> list[Any]:

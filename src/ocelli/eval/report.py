@@ -9,10 +9,39 @@ import io
 from pathlib import Path
 from typing import Any
 
-from ocelli.report.html import _STYLE, bar_chart_png, html_table, image_data_url
+from ocelli.report.html import _STYLE, html_table, image_data_url
 from ocelli.utils import atomic_write_text
 
 NUM_SAMPLE_CARDS = 8
+
+
+def bar_chart_svg(values: dict[str, float], title: str) -> str:
+    """An inline SVG bar chart of values in [0, 1] (larger values are drawn full height):
+    written directly, it costs microseconds where a matplotlib figure costs ~0.3 s, which
+    was a sixth of a small evaluation's time."""
+    width, height, top, bottom, bar = 60 * len(values) + 60, 230, 30, 70, 36
+    top_value = max([1.0, *values.values()])
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="11" role="img">',
+        f'<text x="10" y="18" font-size="13">{html.escape(title)}</text>',
+        f'<line x1="40" y1="{height - bottom}" x2="{width - 10}" y2="{height - bottom}" '
+        'stroke="#888"/>',
+    ]
+    span = height - top - bottom
+    for index, (name, value) in enumerate(values.items()):
+        x = 50 + 60 * index
+        tall = span * max(0.0, value) / top_value
+        y = height - bottom - tall
+        parts += [
+            f'<rect x="{x}" y="{y:.1f}" width="{bar}" height="{tall:.1f}" fill="#4c72b0">'
+            f"<title>{html.escape(name)}: {value:.4f}</title></rect>",
+            f'<text x="{x + bar / 2}" y="{y - 3:.1f}" text-anchor="middle">{value:.2f}</text>',
+            f'<text x="{x + bar / 2}" y="{height - bottom + 12}" text-anchor="end" '
+            f'transform="rotate(-40 {x + bar / 2} {height - bottom + 12})">'
+            f"{html.escape(name)}</text>",
+        ]
+    return "".join(parts) + "</svg>"
 
 
 def confusion_png(confusion: dict[str, int], title: str) -> bytes:
@@ -69,9 +98,7 @@ def _task_section(name: str, task: dict[str, Any], records: list[dict[str, Any]]
     ]
     for title, values in task.get("categories", {}).items():
         if values:
-            parts.append(
-                f'<img src="{image_data_url(bar_chart_png(values, f"{name}: {title}", ""))}">'
-            )
+            parts.append(bar_chart_svg(values, f"{name}: {title}"))
     if task.get("confusion"):
         parts.append(f'<img src="{image_data_url(confusion_png(task["confusion"], name))}">')
     if records:

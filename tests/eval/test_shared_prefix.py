@@ -1,0 +1,62 @@
+"""Answering with each image's prefix read once: the same greedy answers and candidate
+scores as the pipeline's own batched generation and scoring, with several questions per
+image, questions on several images, rows that end early, and a fallback for connectors
+that act inside the language model."""
+
+import pytest
+
+from ocelli.eval import shared_prefix
+from ocelli.eval.backends import LocalBackend, Request
+from ocelli.eval.tasks import resolve_tasks
+from ocelli.generate import load
+
+
+@pytest.fixture(scope="module")
+def pipeline(model_dir):
+    return load(model_dir)
+
+
+@pytest.fixture(scope="module")
+def samples(world_dir):
+    (task,) = resolve_tasks("world_vqa")
+    chosen = task.build(world_dir)[:24]  # a few images, several questions each
+    assert len({tuple(s.images) for s in chosen}) > 1
+    return chosen
+
+
+def test_greedy_answers_match_the_pipeline(pipeline, samples):
+    images = [s.images for s in samples]
+    prompts = [s.prompt for s in samples]
+    expected = pipeline.chat_batch(images, prompts, max_new_tokens=12, do_sample=False)
+    assert shared_prefix.generate_greedy(pipeline, images, prompts, 12) == expected
+    # One token each, and a batch of one.
+    expected = pipeline.chat_batch(images[:5], prompts[:5], max_new_tokens=1, do_sample=False)
+    assert shared_prefix.generate_greedy(pipeline, images[:5], prompts[:5], 1) == expected
+    assert shared_prefix.generate_greedy(pipeline, images[:1], prompts[:1], 12) == [
+        pipeline.chat(images[0], prompts[0], max_new_tokens=12, do_sample=False)
+    ]
+
+
+def test_candidate_scores_match_the_pipeline(pipeline, samples):
+    images = [s.images for s in samples[:10]]
+    prompts = [s.prompt for s in samples[:10]]
+    candidates = [["yes", "no"], ["red", "blue", "green"], []] + [["1", "2", "three"]] * 7
+    expected = pipeline.score_batch(images, prompts, candidates, batch_size=10)
+    got = shared_prefix.score_candidates(pipeline, images, prompts, candidates)
+    assert [len(row) for row in got] == [len(row) for row in candidates]
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine == pytest.approx(theirs, abs=1e-4)
+
+
+def test_the_backend_falls_back_for_connectors_inside_the_language_model(
+    pipeline, samples, monkeypatch
+):
+    backend = LocalBackend.from_pipeline(pipeline, "tiny")
+    assert shared_prefix.supports(pipeline)
+    assert backend.generation_settings()["shared_prefix"] is True
+    requests = [Request(s.images, s.prompt, 8) for s in samples[:4]]
+    shared = backend.generate(requests)
+    monkeypatch.setattr(pipeline.model.connector, "acts_inside_language_model", True)
+    assert not shared_prefix.supports(pipeline)
+    assert backend.generation_settings()["padding_side"] == "left"
+    assert backend.generate(requests) == shared
