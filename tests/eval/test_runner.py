@@ -59,7 +59,7 @@ def test_results_record_how_the_run_was_made(world_dir, tmp_path):
     assert task["definition"]["prompt_template"] == "Is there {object} in the image?"
     assert task["definition"]["protocol"]["negative_sampling"] == "random"
     assert task["prompts"][0].startswith("Is there")
-    assert stored["run"]["batch_size"] == 16 and stored["run"]["limit"] == 6
+    assert stored["run"]["batch_size"] == 64 and stored["run"]["limit"] == 6
     assert stored["run"]["seeds"] == {"pope_random": 0}
     assert stored["run"]["model_config_hash"] == "oracle"
     assert stored["provenance"]["ocelli_version"]

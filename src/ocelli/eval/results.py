@@ -54,7 +54,22 @@ def build_results(
             "categories": aggregates[name].categories,
             "confusion": aggregates[name].confusion,
         }
+        if run.task.judge_template is not None:
+            tasks[name].update(_judge_counts(outcome[name]))
     return {"tasks": tasks, "run": {**identity, **settings}, "provenance": provenance()}
+
+
+def _judge_counts(outcome: dict[str, Any]) -> dict[str, Any]:
+    """Answers the judge gave no usable verdict on: counted apart, never scored."""
+    unparseable, failed = outcome["unparseable"], outcome["judge_failed"]
+    return {
+        "num_unparseable_verdicts": len(unparseable),
+        "num_judge_failed": len(failed),
+        "unparseable_verdicts": [
+            {"id": r["id"], "reply": (r["judge"]["reply"] or "")[:300]} for r in unparseable[:50]
+        ],
+        "judge_failed": [{"id": r["id"], "error": r["judge"]["error"]} for r in failed[:50]],
+    }
 
 
 def primary_value(task_result: dict[str, Any]) -> Any:
@@ -74,6 +89,12 @@ def markdown_table(results: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {task['primary_metric']} | {shown} | {task['num_scored']} | {task['num_failed']} |"
         )
+    for name, task in results["tasks"].items():
+        if task.get("num_unparseable_verdicts") or task.get("num_judge_failed"):
+            lines.append(
+                f"\n{name}: {task['num_unparseable_verdicts']} unparseable verdict(s) and "
+                f"{task['num_judge_failed']} failed judge request(s), not scored"
+            )
     lines += ["", "All metrics:", ""]
     for name, task in results["tasks"].items():
         scalars = {k: v for k, v in task["metrics"].items() if isinstance(v, (int, float))}

@@ -16,6 +16,7 @@ from typing import Any
 
 from ocelli.errors import ConfigError, DataError
 from ocelli.eval.backends import Request
+from ocelli.eval.judge import MAX_RATING, judge_prompt
 from ocelli.eval.store import RunStore
 from ocelli.eval.tasks import Sample, Task
 from ocelli.eval.world_vqa import progress_bar
@@ -48,12 +49,15 @@ def run_tasks(
     backend: Any,
     runs: list[TaskRun],
     out_dir: str | Path,
-    batch_size: int = 16,
+    batch_size: int = 64,
     retries: int = 2,
     progress: bool = True,
+    judge: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """Ask what is not yet answered, then return {task: {"records", "failed", "seconds"}}:
-    records are the successful ones in sample order."""
+    records are the successful ones in sample order. A judged task's answers are then
+    rated by `judge` (ocelli.eval.judge); its "records" are the rated ones, and its
+    answers without a verdict are listed under "unparseable" and "judge_failed"."""
     if batch_size < 1:
         raise DataError(f"batch_size must be at least 1, got {batch_size}")
     if retries < 0:
@@ -72,6 +76,9 @@ def run_tasks(
         began = time.perf_counter()
         done = store.read(run.task.name)
         pending = [s for s in run.samples if done.get(s.id, {}).get("status") != "ok"]
+        # Questions about the same images in one batch: a local model reads each image once
+        # per batch (ocelli.eval.shared_prefix). Metrics keep the tasks' sample order.
+        pending.sort(key=lambda sample: sample.images)
         with progress_bar(progress) as bar:
             handle = bar.add_task(f"{run.task.name}", total=len(run.samples))
             bar.advance(handle, len(run.samples) - len(pending))
@@ -80,14 +87,45 @@ def run_tasks(
                 records = _ask(backend, run.task, chunk, retries)
                 store.append(run.task.name, records)
                 bar.advance(handle, len(chunk))
+        if run.task.judge_template is not None:
+            _judge_pending(judge, run.task, store, batch_size)
         latest = store.read(run.task.name)
         ordered = [latest[s.id] for s in run.samples if s.id in latest]
-        outcome[run.task.name] = {
-            "records": [r for r in ordered if r["status"] == "ok"],
+        answered = [r for r in ordered if r["status"] == "ok"]
+        entry: dict[str, Any] = {
+            "records": answered,
             "failed": [r for r in ordered if r["status"] != "ok"],
             "seconds": round(time.perf_counter() - began, 2),
         }
+        if run.task.judge_template is not None:
+            for key, status in (("records", "ok"), ("unparseable", "unparseable")):
+                entry[key] = [r for r in answered if r["judge"]["status"] == status]
+            entry["judge_failed"] = [r for r in answered if r["judge"]["status"] == "failed"]
+        outcome[run.task.name] = entry
     return outcome
+
+
+def _judge_pending(judge: Any, task: Task, store: RunStore, batch_size: int) -> None:
+    """Rate the answers without a verdict yet (or whose judge request failed before)."""
+    if judge is None:
+        raise ConfigError(
+            f"task {task.name!r} is scored by an LLM judge; pass --judge openai:http://host:port/v1"
+        )
+    todo = [
+        record
+        for record in store.read(task.name).values()
+        if record["status"] == "ok"
+        and (record.get("judge") or {}).get("status") in (None, "failed")
+    ]
+    for begin in range(0, len(todo), batch_size):
+        chunk = todo[begin : begin + batch_size]
+        verdicts = judge.judge(
+            [judge_prompt(task.judge_template, r["prompt"], r["truth"], r["answer"]) for r in chunk]
+        )
+        for record, verdict in zip(chunk, verdicts, strict=True):
+            record["judge"] = verdict.to_record()
+            record["score"] = verdict.rating / MAX_RATING if verdict.status == "ok" else None
+        store.append(task.name, chunk)
 
 
 def _ask(backend: Any, task: Task, samples: list[Sample], retries: int) -> list[dict[str, Any]]:

@@ -60,6 +60,8 @@ class Task:
     # for a sample that has no closed set, such as a reasoning question).
     candidates: Callable[[Sample], list[str] | None] | None = None
     scoring: str = "generate"  # or "loglik": see ocelli.eval.scoring
+    # Open-ended tasks rated by an LLM judge: the judge's prompt template (ocelli.eval.judge).
+    judge_template: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """What results.json records about the task (its code is named by the version
@@ -73,6 +75,7 @@ class Task:
             "primary_metric": self.primary_metric,
             **({"protocol": self.protocol} if self.protocol else {}),
             **({"scoring": self.scoring} if self.scoring != "generate" else {}),
+            **({"judge_template": self.judge_template} if self.judge_template else {}),
         }
 
 
@@ -108,6 +111,25 @@ def accuracy_aggregate(group_keys: tuple[str, ...] = ("type", "lang")) -> Callab
         for title, values in categories.items():
             metrics[title.replace("accuracy by ", "by_")] = values
         return Aggregate(metrics, scores, categories)
+
+    return aggregate
+
+
+def judge_aggregate(group_keys: tuple[str, ...] = ("type", "lang")) -> Callable:
+    """Mean judge score (rating / 10) overall and per value of each `meta` key."""
+    by_accuracy = accuracy_aggregate(group_keys)
+
+    def aggregate(records: list[dict[str, Any]]) -> Aggregate:
+        result = by_accuracy(records)
+        score = result.metrics.pop("accuracy") if records else None  # None: nothing rated
+        metrics = {"judge_score": score, "mean_rating": None if score is None else score * 10}
+        for key, value in result.metrics.items():
+            metrics[key] = value
+        categories = {
+            title.replace("accuracy by ", "judge score by "): values
+            for title, values in result.categories.items()
+        }
+        return Aggregate(metrics, result.unit_scores, categories)
 
     return aggregate
 

@@ -1,17 +1,23 @@
 """Tasks on a user's own data, without code: a LLaVA-format file, or a task file (YAML or
-JSON) that names one and says how to prompt and score.
+JSON) that names one, or names Hugging Face `datasets` data, and says how to prompt and
+score.
 
     name: shapes_vqa                 # required
     data: shapes.json                # LLaVA-format .json/.jsonl, relative to this file
-    image_root: images               # optional; default: the data file's folder
+    dataset: shapes_hf               # or: datasets data (ocelli.eval.tasks.hf_data), with
+    split: test                      #     optional split and `columns:` mapping
+    image_root: images               # optional; default: the data's folder
     prompt: "{question} Answer with one word."   # optional; {question} is required in it
-    answer: exact                    # exact | relaxed | yes_no | vqa
+    answer: exact                    # exact | relaxed | yes_no | vqa | judge
+    judge_prompt: ...                # optional, answer: judge (ocelli.eval.judge)
     max_new_tokens: 16               # optional
     description: ...                 # optional
 
 Every human turn with the gpt turn after it becomes one question (earlier turns are not
-sent as history). `yes_no` reads answers and truths with POPE's parser. `vqa` scoring takes the reference answers from a record's "answers"
-list when it has one (VQAv2 style), else the gpt turn.
+sent as history). `yes_no` reads answers and truths with POPE's parser. `vqa` scoring
+takes the reference answers from a record's "answers" list (or the `answers` column)
+when it has one (VQAv2 style), else the gpt turn. `judge` has an LLM judge rate each
+answer against the reference (`ocelli eval --judge openai:URL`).
 """
 
 from __future__ import annotations
@@ -25,12 +31,32 @@ import yaml
 from ocelli.data.chat_template import IMAGE_TOKEN
 from ocelli.data.formats import load_conversations, read_records
 from ocelli.errors import ConfigError, DataError
+from ocelli.eval.judge import DEFAULT_TEMPLATE, check_template
 from ocelli.eval.metrics import pope_parse, vqa_accuracy
-from ocelli.eval.tasks.base import Sample, Task, accuracy_aggregate, yes_no_aggregate
+from ocelli.eval.tasks import hf_data
+from ocelli.eval.tasks.base import (
+    Sample,
+    Task,
+    accuracy_aggregate,
+    judge_aggregate,
+    yes_no_aggregate,
+)
 from ocelli.eval.world_vqa import normalize_answer
 
-ANSWER_KINDS = ("exact", "relaxed", "yes_no", "vqa")
-TASK_KEYS = ("name", "data", "image_root", "prompt", "answer", "max_new_tokens", "description")
+ANSWER_KINDS = ("exact", "relaxed", "yes_no", "vqa", "judge")
+TASK_KEYS = (
+    "name",
+    "data",
+    "dataset",
+    "split",
+    "columns",
+    "image_root",
+    "prompt",
+    "answer",
+    "judge_prompt",
+    "max_new_tokens",
+    "description",
+)
 
 
 def _relaxed_match(answer: str, truth: str) -> float:
@@ -45,6 +71,7 @@ SCORERS = {
     "relaxed": (lambda raw, s: normalize_answer(raw), lambda a, s: _relaxed_match(a, s.truth)),
     "yes_no": (lambda raw, s: pope_parse(raw), lambda a, s: float(a == s.truth)),
     "vqa": (lambda raw, s: raw, lambda a, s: vqa_accuracy(a, s.meta["answers"])),
+    "judge": (lambda raw, s: raw.strip(), lambda a, s: None),  # rated by the judge
 }
 
 
@@ -84,9 +111,31 @@ def _check_spec(spec: dict[str, Any], where: Path) -> None:
         raise ConfigError(
             f"task file {where}: unknown key(s) {unknown}; allowed: {', '.join(TASK_KEYS)}"
         )
-    for key in ("name", "data"):
+    if "data" in spec and "dataset" in spec:
+        raise ConfigError(f"task file {where}: give only one of 'data' and 'dataset'")
+    if "data" not in spec and "dataset" not in spec:
+        raise ConfigError(
+            f"task file {where}: 'data' is required (a LLaVA-format file), or 'dataset' "
+            "(a datasets save_to_disk folder, or a parquet/json/jsonl/csv file)"
+        )
+    for key in ("name", "data" if "data" in spec else "dataset"):
         if not isinstance(spec.get(key), str) or not spec[key].strip():
             raise ConfigError(f"task file {where}: '{key}' is required and must be a string")
+    columns = spec.get("columns", {})
+    if not isinstance(columns, dict) or not all(
+        role in hf_data.COLUMN_ROLES and (name is None or isinstance(name, str))
+        for role, name in columns.items()
+    ):
+        raise ConfigError(
+            f"task file {where}: columns must map some of {', '.join(hf_data.COLUMN_ROLES)} "
+            "to column names"
+        )
+    if "data" in spec and ("columns" in spec or "split" in spec):
+        raise ConfigError(f"task file {where}: 'columns' and 'split' go with 'dataset', not 'data'")
+    if "judge_prompt" in spec:
+        if spec.get("answer") != "judge":
+            raise ConfigError(f"task file {where}: 'judge_prompt' needs answer: judge")
+        check_template(spec["judge_prompt"], f"task file {where}")
     if spec.get("answer", "exact") not in ANSWER_KINDS:
         raise ConfigError(
             f"task file {where}: answer must be one of {', '.join(ANSWER_KINDS)}, got {spec['answer']!r}"
@@ -105,22 +154,76 @@ def _data_task(spec: dict[str, Any], base: Path, where: Path) -> Task:
     _check_spec(spec, where)
     kind = spec.get("answer", "exact")
     template = spec.get("prompt", "{question}")
-    data = base / spec["data"]
+    data = base / spec.get("data", spec.get("dataset"))
     root = base / spec["image_root"] if spec.get("image_root") else None
     extract, score = SCORERS[kind]
+    protocol: dict[str, Any] = {"data": str(data), "answer": kind}
+    if "dataset" in spec:
+        columns = {**hf_data.DEFAULT_COLUMNS, **spec.get("columns", {})}
+        protocol.update(split=spec.get("split"), columns=columns)
+
+        def build(_data_dir: Path) -> list[Sample]:
+            return _build_dataset(data, spec.get("split"), columns, root, template, kind)
+    else:
+
+        def build(_data_dir: Path) -> list[Sample]:
+            return _build(data, root, template, kind)
+
+    aggregates = {"yes_no": yes_no_aggregate, "judge": judge_aggregate(("type", "lang"))}
+    primary = {"yes_no": "f1", "judge": "judge_score"}
     return Task(
         name=spec["name"],
         description=spec.get("description", f"{data.name}, {kind} match"),
-        build=lambda _data_dir: _build(data, root, template, kind),
+        build=build,
         extract=extract,
         score=score,
-        aggregate=yes_no_aggregate if kind == "yes_no" else accuracy_aggregate(("type", "lang")),
-        primary_metric="f1" if kind == "yes_no" else "accuracy",
+        aggregate=aggregates.get(kind, accuracy_aggregate(("type", "lang"))),
+        primary_metric=primary.get(kind, "accuracy"),
         max_new_tokens=spec.get("max_new_tokens", 32),
         prompt_template=template,
-        protocol={"data": str(data), "answer": kind},
+        protocol=protocol,
         source=str(where),
+        judge_template=spec.get("judge_prompt", DEFAULT_TEMPLATE) if kind == "judge" else None,
     )
+
+
+def _build_dataset(
+    data: Path,
+    split: str | None,
+    columns: dict[str, str | None],
+    root: Path | None,
+    template: str,
+    kind: str,
+) -> list[Sample]:
+    image_root = root or (data if data.is_dir() else data.parent)
+    samples = []
+    for index, row in enumerate(hf_data.rows(data, split, columns)):
+        where = f"{data} row {index}"
+        image = hf_data.image_file(row.get("image"), image_root, where)
+        question, answer = row.get("question"), row.get("answer")
+        if not isinstance(question, str) or not question.strip():
+            raise DataError(
+                f"{where}: the question ({columns['question']}) must be a non-empty string"
+            )
+        meta: dict[str, Any] = {}
+        if kind == "vqa" and row.get("answers") is not None:
+            meta["answers"] = _answers({"answers": row["answers"]}, "", where)
+        elif not isinstance(answer, str):
+            raise DataError(f"{where}: the answer ({columns['answer']}) must be a string")
+        elif kind == "vqa":
+            meta["answers"] = [answer]
+        samples.append(
+            Sample(
+                id=str(row["id"]) if row.get("id") is not None else str(index),
+                images=[image] if image else [],
+                prompt=template.format(question=question.replace(IMAGE_TOKEN, "").strip()),
+                truth=pope_parse(answer) if kind == "yes_no" else answer or meta["answers"][0],
+                meta=meta,
+            )
+        )
+    if not samples:
+        raise DataError(f"{data}: the dataset has no rows")
+    return samples
 
 
 def _build(data: Path, root: Path | None, template: str, kind: str) -> list[Sample]:
