@@ -175,3 +175,17 @@ def test_judge_options_are_checked(judge_task, tmp_path):
     bad.write_text("name: b\ndata: open.json\nanswer: exact\njudge_prompt: '{question}'\n")
     with pytest.raises(ConfigError, match="needs answer: judge"):
         resolve_tasks(str(bad))
+
+
+def test_the_command_line(cli, model_dir, judge_task, judge_url, tmp_path, monkeypatch):
+    args = ["eval", "--model", model_dir, "--tasks", judge_task, "--out", tmp_path / "out"]
+    cli(*args).assert_user_error("scored by an LLM judge", "--judge openai:")
+    monkeypatch.setenv("MY_JUDGE_KEY", "sk-cli")
+    judge_args = ["--judge", judge_url, "--judge-model", "j", "--judge-api-key-env", "MY_JUDGE_KEY"]
+    result = cli(*args, *judge_args, "--judge-timeout", "5", "--judge-retries", "0")
+    assert result.code == 0, result.err
+    stored = json.loads((tmp_path / "out" / "results.json").read_text())
+    task = stored["tasks"]["open"]
+    assert task["primary_metric"] == "judge_score" and task["num_scored"] == 4
+    assert stored["run"]["judge"]["model"] == "j" and stored["run"]["judge"]["retries"] == 0
+    assert FakeJudge.seen[-1][0] == "Bearer sk-cli"
