@@ -145,8 +145,9 @@ def test_the_dpo_stage_is_off_by_default_and_on_in_the_quickstart():
     from ocelli.train.recipe import Recipe
 
     assert not Recipe().dpo.enabled
-    recipe = load_recipe("quickstart", ["dpo.loss=ipo", "dpo.num_pairs=10"])
+    recipe = load_recipe("quickstart", ["dpo.loss=ipo", "dpo.num_pairs=10", "dpo.sft_weight=0.5"])
     assert recipe.dpo.enabled and set(recipe.dpo.kinds) <= set(KINDS)
+    assert recipe.dpo.sft_weight == 0.5 and Recipe().dpo.sft_weight == 0.0
     assert recipe.dpo.loss == "ipo" and recipe.dpo.num_pairs == 10
     assert 0 < recipe.dpo.train.max_steps <= 100
 

@@ -1,7 +1,7 @@
 """ocelli.align: preference data from the world's ground truth, DPO/IPO against a frozen
 reference, a Bradley-Terry reward model, and RL (GRPO/RLOO) against the world's
-verifiable reward or a learned one with a KL penalty to the SFT model. Decoding-time mitigation (VCD) lives in
-ocelli.generate.logits. See docs/alignment.md.
+verifiable reward or a learned one, with a KL penalty to the SFT model. Decoding-time
+mitigation (VCD) lives in ocelli.generate.logits. See docs/alignment.md.
 
     from ocelli.align import write_preference_data, train_dpo, DPOConfig
     write_preference_data("data/world/train", "pairs.jsonl")

@@ -213,10 +213,14 @@ def _rl(args: argparse.Namespace, console: Console) -> int:
         resume=args.resume,
     )
     first, last, result = summary["first_step"], summary["last_step"], summary["result"]
+    rewards = (
+        f"reward mean {first['reward_mean']:.3f} (step {first['step']}) -> "
+        f"{last['reward_mean']:.3f}, KL {last['kl']:.4f}; "
+        if first and last
+        else "no steps left to run; "
+    )
     console.print(
         f"{config.advantage} on {summary['num_prompts']} prompts, reward {summary['reward']}: "
-        f"{result['steps']} steps; reward mean {first['reward_mean']:.3f} (step "
-        f"{first['step']}) -> {last['reward_mean']:.3f}, KL {last['kl']:.4f}; "
-        f"model in {result['final_dir']}"
+        f"{result['steps']} steps; {rewards}model in {result['final_dir']}"
     )
     return 0

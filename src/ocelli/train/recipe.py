@@ -71,6 +71,7 @@ class DPOSection:
     beta: float = 0.1
     loss: str = "sigmoid"  # sigmoid (DPO) or ipo
     segment_weight: float = 1.0  # weight of the changed-span tokens (RLHF-V uses 5)
+    sft_weight: float = 0.0  # SFT loss on the chosen answers added to DPO (TRL's rpo_alpha)
     kinds: list[str] | None = None  # preference kinds (ocelli.align.KINDS); None: all
     num_pairs: int | None = None  # a seeded sample of this many pairs; None: all
     yes_ratio: float = 0.5  # share of LRV negative questions whose answer is yes

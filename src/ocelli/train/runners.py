@@ -367,7 +367,12 @@ def run_dpo_stage(
         data, pair_summary = Path(section.data), {"data": section.data}
     else:
         data, pair_summary = stage_preference_pairs(recipe, paths)
-    config = DPOConfig(beta=section.beta, loss=section.loss, segment_weight=section.segment_weight)
+    config = DPOConfig(
+        beta=section.beta,
+        loss=section.loss,
+        segment_weight=section.segment_weight,
+        sft_weight=section.sft_weight,
+    )
     summary = train_dpo(
         start,
         data,
