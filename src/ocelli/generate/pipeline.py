@@ -13,6 +13,7 @@ in the last column and makes batched greedy decoding match one-at-a-time decodin
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -310,14 +311,21 @@ def load(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | str | None = None,
 ) -> OcelliPipeline:
-    """Load the model and processor saved in `path` (save_pretrained of both)."""
+    """Load the model and processor saved in `path` (save_pretrained of both). The
+    expert-model baseline loads too: `expert:CAPTIONER_DIR,LM_DIR`, or a directory saved
+    by `ExpertPipeline.save` (see expert.py)."""
+    from ocelli.generate.expert import EXPERT_MODEL_TYPE, EXPERT_PREFIX, ExpertPipeline
     from ocelli.model import OcelliForConditionalGeneration
 
+    if str(path).startswith(EXPERT_PREFIX):
+        return ExpertPipeline.from_spec(str(path), device=device)
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"model directory {path} not found; train one with `ocelli train`")
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path} has no config.json; it does not hold a saved ocelli model")
+    if _model_type(path) == EXPERT_MODEL_TYPE:
+        return ExpertPipeline.from_config(path, device=device)
     processor = OcelliProcessor.from_pretrained(path)
     if isinstance(dtype, str):
         name, dtype = dtype, getattr(torch, dtype, None)
@@ -332,6 +340,13 @@ def load(
     except (OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"could not load the model in {path}: {exc}") from exc
     return OcelliPipeline(model.to(device), processor)
+
+
+def _model_type(path: Path) -> str | None:
+    try:
+        return json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None  # from_pretrained reports what is wrong with it
 
 
 def _check_compatible(model: Any, processor: OcelliProcessor) -> None:
