@@ -5,7 +5,10 @@ then gets stage 1 (alignment) and stage 2 (instruction tuning) of the quickstart
 from those same parts, with the same number of steps and samples, through
 `ocelli.train.runners.run_recipe`, and is scored on the world's test split
 (`evaluate_world_vqa`) beside the blind baseline (the most common training answer per
-question type: what a model scores without looking). Recorded per connector: visual
+question type: what a model scores without looking). The row `expert` is the
+expert-model interface: an mlp model after stage 1 alone (trained to describe images)
+captions each test image and stage 0's text LM, which never sees pixels, answers from
+the caption (`ocelli.generate.ExpertPipeline`). Recorded per connector: visual
 tokens per image in the LM's sequence, parameters (connector, and trained in stage 2),
 stage 2 training samples/s, accuracy overall and per question type.
 
@@ -28,6 +31,8 @@ from typing import Any
 import _common as common
 
 NAME = "ablate_interfaces"
+EXPERT = "expert"  # captioner + text-only LM: not a connector, a row of its own
+EXPERT_CAPTION_TOKENS = 96
 CONNECTORS = [
     "mlp",
     "qformer",
@@ -38,6 +43,7 @@ CONNECTORS = [
     "adapter",
     "visual-expert",
     "patches",
+    EXPERT,
 ]
 PLOT_PATH = common.REPO_ROOT / "docs" / "images" / "ablate_interfaces.png"
 SHARED_STAGES = ["vision", "text"]  # independent of the connector: run once
@@ -140,6 +146,33 @@ def run_connector(config: AblationConfig, connector: str, out: Path) -> dict[str
     return row
 
 
+def run_expert(config: AblationConfig, out: Path) -> dict[str, Any]:
+    """Stage 1 of the mlp recipe gives the captioner; stage 0's text LM answers."""
+    from ocelli.generate import ExpertPipeline
+    from ocelli.train.runners import run_recipe
+
+    run_dir = out / EXPERT
+    link_shared(out / "_shared", run_dir)
+    began = time.perf_counter()
+    recipe = load_recipe(config, "mlp")
+    summary = run_recipe(recipe, run_dir, stages=["align"], progress=False)
+    row = {"connector": EXPERT, "train_wall_s": round(time.perf_counter() - began, 1)}
+    row["samples_per_s"] = summary["stages"]["align"]["samples_per_s"]
+    row["final_loss"] = summary["stages"]["align"]["final_loss"]
+    sizes = model_sizes(run_dir / "align" / "final", recipe)
+    # the LM's sequence holds the caption's text tokens, never image features; nothing
+    # is trained in stage 2
+    sizes.update(image_tokens=f"text <={EXPERT_CAPTION_TOKENS}", stage2_trained_parameters=0)
+    row.update(sizes)
+    pipeline = ExpertPipeline.from_dirs(
+        run_dir / "align" / "final",
+        run_dir / "text" / "final",
+        caption_max_new_tokens=EXPERT_CAPTION_TOKENS,
+    )
+    row.update(evaluate(run_dir, config.eval_limit, pipeline))
+    return row
+
+
 def model_sizes(model_dir: Path, recipe: Any) -> dict[str, Any]:
     from ocelli.model import OcelliForConditionalGeneration
 
@@ -156,15 +189,15 @@ def model_sizes(model_dir: Path, recipe: Any) -> dict[str, Any]:
     }
 
 
-def evaluate(run_dir: Path, limit: int | None) -> dict[str, Any]:
+def evaluate(run_dir: Path, limit: int | None, pipeline: Any = None) -> dict[str, Any]:
     from ocelli.eval.world_vqa import blind_baseline, evaluate_world_vqa
     from ocelli.generate import load
 
     test_dir = run_dir / "world" / "test"
     began = time.perf_counter()
-    result = evaluate_world_vqa(
-        load(run_dir / "instruct" / "final"), test_dir, limit=limit, progress=False
-    )
+    if pipeline is None:
+        pipeline = load(run_dir / "instruct" / "final")
+    result = evaluate_world_vqa(pipeline, test_dir, limit=limit, progress=False)
     blind = blind_baseline(run_dir / "world" / "train", result.records)
     return {
         "accuracy": result.metrics["accuracy"],
@@ -183,7 +216,8 @@ def run(config: AblationConfig, args: argparse.Namespace) -> dict[str, Any]:
     from ocelli.train.runners import run_recipe
 
     for name in config.connectors:
-        REGISTRY.get(name)  # a misspelt name fails now, listing the registered ones
+        if name != EXPERT:
+            REGISTRY.get(name)  # a misspelt name fails now, listing the registered ones
     results: dict[str, Any] = {
         "rows": [],
         "threads": common.set_threads(args.threads),
@@ -196,7 +230,10 @@ def run(config: AblationConfig, args: argparse.Namespace) -> dict[str, Any]:
     record: dict[str, Any] = {}
     for connector in config.connectors:
         print(f"[{NAME}] {connector}", file=sys.stderr, flush=True)
-        results["rows"].append(run_connector(config, connector, args.out))
+        if connector == EXPERT:
+            results["rows"].append(run_expert(config, args.out))
+        else:
+            results["rows"].append(run_connector(config, connector, args.out))
         results["load_average_after"] = common.load_average()
         results["connectors_done"] = len(results["rows"])
         record = publish(config, args, results)
@@ -264,7 +301,9 @@ def render(record: dict[str, Any], plot_path: Path | None) -> str:
         f"{len(rows)} of {len(config['connectors'])} connectors done. "
         "Image tokens are those in the LM's sequence (xattn and adapter take one placeholder "
         "and reach the LM through their own latents); samples/s is stage 2's `train()` figure, "
-        "its final save included.*"
+        "its final save included. Row `expert`: an mlp model after stage 1 alone captions the "
+        f"image (greedy, at most {EXPERT_CAPTION_TOKENS} tokens) and stage 0's text LM answers "
+        "from the caption; its samples/s is stage 1's, and no stage 2 runs.*"
     )
 
 
