@@ -148,52 +148,78 @@ def score_candidates(
     candidates: Sequence[Sequence[str]],
 ) -> list[list[float]]:
     """Summed log-probability of each candidate as the whole answer, closing
-    `<|im_end|>` included (what `pipeline.score_batch` gives)."""
+    `<|im_end|>` included (what `pipeline.score_batch` gives).
+
+    All candidates of a prompt follow it in one row, each attending to the prompt and to
+    its own earlier tokens only (a 4D attention mask), so one pass scores every
+    candidate without copying the prompt's keys and values once per candidate."""
     processor = pipeline.processor
-    prompt_ids, continuations, owners = [], [], []
-    for index, (sample_images, prompt, options) in enumerate(
-        zip(images, prompts, candidates, strict=True)
-    ):
+    prompt_ids = []
+    answers: dict[str, tuple[list[int], list[int]]] = {}
+    for sample_images, prompt, options in zip(images, prompts, candidates, strict=True):
         messages = pipeline.conversation(sample_images, prompt)
         ids = processor.encode_prompt(messages, len(sample_images))["input_ids"]
         prompt_ids.append(ids)
         for option in options:
-            row = processor.encode_conversation(
-                messages + [{"role": "assistant", "content": option}], len(sample_images)
-            )
-            # The prompt ends with the assistant header; what follows it is the answer.
-            start = len(ids)
-            if row["input_ids"][:start] != ids or any(
-                label != IGNORE_INDEX for label in row["labels"][:start]
-            ):
-                raise Unshareable("the answer changes how the prompt before it is tokenised")
-            continuations.append((row["input_ids"][start:], row["labels"][start:]))
-            owners.append(index)
-    if not continuations:
+            if option not in answers:  # the same tokens after any prompt: see _answer_tokens
+                answers[option] = _answer_tokens(processor, messages, sample_images, ids, option)
+    if not answers:
         return [[] for _ in prompts]
     state = _read_prompts(pipeline, images, prompt_ids)
-    state.select(torch.tensor(owners, device=pipeline.device))
-    following = pipeline._to_device(
-        processor.pad([ids for ids, _ in continuations], padding_side="right")
-    )
-    labels = torch.full_like(following["input_ids"], IGNORE_INDEX)
-    for index, (_, row_labels) in enumerate(continuations):
-        labels[index, : len(row_labels)] = torch.tensor(row_labels)
-    steps = following["input_ids"].shape[1]
+    device = pipeline.device
+    width = max(sum(len(answers[o][0]) for o in options) for options in candidates)
+    shape = (len(prompts), width)
+    tokens = torch.full(shape, processor.pad_token_id, dtype=torch.long)
+    labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
+    segment = torch.full(shape, -1, dtype=torch.long)  # which candidate a column holds
+    offset = torch.zeros(shape, dtype=torch.long)  # its place in that candidate
+    for row, options in enumerate(candidates):
+        column = 0
+        for index, option in enumerate(options):
+            ids, row_labels = answers[option]
+            span = slice(column, column + len(ids))
+            tokens[row, span], labels[row, span] = torch.tensor(ids), torch.tensor(row_labels)
+            segment[row, span], offset[row, span] = index, torch.arange(len(ids))
+            column += len(ids)
+    tokens, labels, segment, offset = (t.to(device) for t in (tokens, labels, segment, offset))
+    own = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
+    own &= offset[:, None, :] <= offset[:, :, None]
+    prompt_part = state.mask.bool()[:, None, :].expand(-1, width, -1)
+    allowed = torch.cat([prompt_part, own], dim=2).unsqueeze(1)
+    # Additive (0 or the lowest value): eager attention adds the mask, sdpa takes either.
+    mask = torch.zeros(allowed.shape, dtype=pipeline.dtype, device=device)
+    mask.masked_fill_(~allowed, torch.finfo(pipeline.dtype).min)
     logits = pipeline.model(
-        input_ids=following["input_ids"],
-        attention_mask=torch.cat([state.mask, following["attention_mask"]], 1),
-        position_ids=state.next_position.unsqueeze(1) + torch.arange(steps, device=labels.device),
+        input_ids=tokens,
+        attention_mask=mask,
+        position_ids=state.next_position.unsqueeze(1) + offset,
         past_key_values=state.cache,
     ).logits.float()
-    # Token j of a continuation is predicted by the position before it.
-    predicting = torch.cat([state.logits.float().unsqueeze(1), logits[:, :-1]], dim=1)
+    # Token j of a candidate is predicted by the one before it, its first by the prompt.
+    previous = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+    first = offset == 0
+    predicting = torch.where(first[..., None], state.logits.float()[:, None, :], previous)
     log_probs = torch.log_softmax(predicting, dim=-1)
-    mask = labels != IGNORE_INDEX
-    token_scores = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    flat = (token_scores * mask).sum(dim=1).tolist()
-    scores, start = [], 0
-    for options in candidates:
-        scores.append(flat[start : start + len(options)])
-        start += len(options)
-    return scores
+    scored = labels != IGNORE_INDEX
+    token_scores = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * scored
+    most = max(len(options) for options in candidates)
+    sums = torch.zeros((len(prompts), most + 1), device=device, dtype=token_scores.dtype)
+    sums.scatter_add_(1, torch.where(segment >= 0, segment, most), token_scores)
+    return [sums[row, : len(options)].tolist() for row, options in enumerate(candidates)]
+
+
+def _answer_tokens(
+    processor: Any, messages: list, images: list[Any], prompt_ids: list[int], option: str
+) -> tuple[list[int], list[int]]:
+    """The tokens and labels of `option` as the reply after `prompt_ids`. They do not
+    depend on the prompt: the template closes the user turn with special tokens and
+    opens the reply with the same assistant header after every prompt."""
+    row = processor.encode_conversation(
+        messages + [{"role": "assistant", "content": option}], len(images)
+    )
+    start = len(prompt_ids)
+    if row["input_ids"][:start] != prompt_ids or any(
+        label != IGNORE_INDEX for label in row["labels"][:start]
+    ):
+        raise Unshareable("the answer changes how the prompt before it is tokenised")
+    return row["input_ids"][start:], row["labels"][start:]
