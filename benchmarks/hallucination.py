@@ -35,7 +35,7 @@ from typing import Any
 import _common as common
 
 from ocelli.errors import CheckpointError, ConfigError
-from ocelli.eval.backends import LocalBackend
+from ocelli.eval.backends import LocalBackend, Request
 from ocelli.train.quickstart import HALLUCINATION_METRICS, HALLUCINATION_TASKS
 
 NAME = "hallucination"
@@ -86,42 +86,63 @@ class HallucinationBenchConfig:
             )
 
 
-class DecodingPipeline:
-    """A generation pipeline whose every call adds fixed generation arguments (VCD,
-    sampling); everything else is the wrapped pipeline's."""
-
-    def __init__(self, pipeline: Any, generation_kwargs: dict[str, Any]) -> None:
-        self.pipeline, self.generation_kwargs = pipeline, generation_kwargs
-
-    def chat_batch(self, images: Any, prompts: Any, **kwargs: Any) -> list[str]:
-        settings = {**kwargs, **self.generation_kwargs}
-        correct = settings.pop("correct", False)
-        answers = self.pipeline.chat_batch(images, prompts, **settings)
-        if not correct:
-            return answers
-        # Woodpecker: each answer checked against its (last) image and rewritten.
-        from ocelli.align.corrector import Corrector
-
-        corrector = Corrector(self.pipeline, evidence=False)
-        return [
-            corrector.correct(list(image)[-1], answer, prompt).text
-            for image, prompt, answer in zip(images, prompts, answers, strict=True)
-        ]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.pipeline, name)
-
-
 class DecodingBackend(LocalBackend):
-    """ocelli.eval's local backend with one decoding method applied to every answer."""
+    """ocelli.eval's local backend with one decoding method applied to every answer.
+
+    Greedy rows answer through the backend's own greedy path, exactly like the baseline;
+    other rows (sampling, VCD) through the pipeline's chat_batch with their generation
+    arguments. With `correct`, each answer is then checked against its (last) image and
+    rewritten by ocelli.align.corrector (Woodpecker). The method lives here, not in a
+    wrapper around the pipeline, because the backend may answer from `pipeline.model`
+    directly and would step around one."""
 
     def __init__(self, model_dir: Path, method: str, generation_kwargs: dict[str, Any]) -> None:
         super().__init__(model_dir)
         self.method = method
-        self.pipeline = DecodingPipeline(self.pipeline, generation_kwargs)
+        self.generation_kwargs = dict(generation_kwargs)
+        self.corrector = None
+        if self.generation_kwargs.pop("correct", False):
+            from ocelli.align.corrector import Corrector
+
+            self.corrector = Corrector(self.pipeline, evidence=False)
+        self.greedy = all(
+            key == "do_sample" and value is False for key, value in self.generation_kwargs.items()
+        )
+
+    @property
+    def supports_loglik(self) -> bool:  # ranking given answers would skip the method
+        return self.greedy and self.corrector is None
 
     def generation_settings(self) -> dict[str, Any]:
-        return {**super().generation_settings(), "decoding": self.method}
+        settings = super().generation_settings() if self.greedy else {"padding_side": "left"}
+        return {**settings, "decoding": self.method, "corrected": self.corrector is not None}
+
+    def _batch(self, requests: list[Request]) -> list[str]:
+        if self.greedy:
+            answers = super()._batch(requests)
+        else:
+            answers = self.pipeline.chat_batch(
+                [r.images for r in requests],
+                [r.prompt for r in requests],
+                max_new_tokens=requests[0].max_new_tokens,
+                **self.generation_kwargs,
+            )
+        if self.corrector is None:
+            return answers
+        return [
+            self.corrector.correct(request.images[-1], answer, request.prompt).text
+            for request, answer in zip(requests, answers, strict=True)
+        ]
+
+    def chat_batch(
+        self, images: Sequence[Sequence[Any]], prompts: Sequence[str], max_new_tokens: int
+    ) -> list[str]:
+        """The pipeline's batch call, answered like the harness's requests (world-VQA)."""
+        requests = [
+            Request([str(image) for image in group], prompt, max_new_tokens)
+            for group, prompt in zip(images, prompts, strict=True)
+        ]
+        return self._batch(requests)
 
 
 def methods(config: HallucinationBenchConfig, run: Path) -> list[tuple[str, Path, dict]]:
@@ -226,7 +247,7 @@ def measure_row(
         progress=False,
     )
     vqa = evaluate_world_vqa(
-        backend.pipeline, test, limit=config.limit, batch_size=config.batch_size, progress=False
+        backend, test, limit=config.limit, batch_size=config.batch_size, progress=False
     )
     seconds = time.perf_counter() - began
     answers = sum(task["num_samples"] for task in results["tasks"].values()) + len(vqa.records)

@@ -13,6 +13,7 @@ from ocelli.align.detector import ShapeDetector, UnverifiableImage, evaluate_det
 from ocelli.align.povid import noised_image, povid_pairs
 from ocelli.world import text
 from ocelli.world.loading import load_scenes
+from ocelli.world.spec import Ref
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,28 @@ def test_yes_no_answers_to_existence_questions_are_flipped_when_wrong(first):
     # Not an existence question: a yes/no about a relation is left alone.
     relation = f"Is the {obj.color} {obj.shape} to the left of the gray star?"
     assert Corrector().correct(image, "No", relation).text == "No"
+
+
+def test_pope_and_mme_answer_shapes_follow_the_detector(first):
+    """POPE's and MME's prompts (an answer instruction after the question) and answers
+    that go on after their yes/no are corrected too, in English and Chinese."""
+    scene, image = first
+    shown = {(o.color, o.shape) for o in scene.objects}
+    color, shape = next(
+        (c, s) for c in ("red", "green", "blue") for s in ("star", "circle") if (c, s) not in shown
+    )
+    corrector = Corrector()
+    for suffix in ("", " Answer yes or no.", " Please answer yes or no."):
+        question = f"Is there a {color} {shape} in the image?{suffix}"
+        assert corrector.correct(image, "Yes", question).text == "No"
+        said = f"Yes, there is a {color} {shape} in the image."
+        assert corrector.correct(image, said, question).text == "No"
+    present = scene.objects[0]
+    question = f"Is there a {present.color} {present.shape} in the image? Answer yes or no."
+    assert corrector.correct(image, "No, there is not.", question).text == "Yes"
+    zh = f"图中有{text.language('zh').indefinite(Ref(color, shape))}吗？"
+    assert corrector.correct(image, "是", zh).text == "否"
+    assert corrector.correct(image, "是的", zh + "请回答是或否。").text == "否"
 
 
 def test_answers_without_claims_and_bad_images_are_reported_not_corrected(first, tmp_path):

@@ -1,11 +1,18 @@
 """benchmarks/hallucination.py end to end on a tiny run made on the spot (--tiny)."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import hallucination
 import pytest
 
 from ocelli.errors import CheckpointError
+from ocelli.eval.backends import LocalBackend
+from ocelli.eval.tasks.world_text import DETAILED_PROMPTS
+from ocelli.world import QUICKSTART_WORLD, generate_dataset, text
+from ocelli.world.loading import load_scenes
+from ocelli.world.vocab import SHAPES
 
 
 @pytest.mark.slow
@@ -57,3 +64,71 @@ def test_align_rows_need_stage_3_pairs(tmp_path):
         hallucination.methods(config, tmp_path)
     config.align_rows = False
     assert len(hallucination.methods(config, tmp_path)) == 6  # greedy, sampling, 2 VCD, DPO
+
+
+def _tiny_model_and_processor(lines):
+    path = Path(__file__).parents[1] / "generate" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("generate_conftest_for_benchmarks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.tiny_model_and_processor(lines, vocab_size=400)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A run directory holding a 12-image English world (as test and train split) and a
+    tiny random model saved as its SFT model."""
+    run = tmp_path_factory.mktemp("halluc-run")
+    world = run / "world" / "test"
+    generate_dataset(world, 12, seed=3, split="test", config=QUICKSTART_WORLD, progress=False)
+    (run / "world" / "train").symlink_to(world, target_is_directory=True)
+    lines = (world / "corpus.txt").read_text(encoding="utf-8").splitlines()
+    model, processor = _tiny_model_and_processor(lines)
+    model.save_pretrained(run / "instruct" / "final")
+    processor.save_pretrained(run / "instruct" / "final")
+    return run
+
+
+def test_woodpecker_row_scores_the_corrected_answers_through_the_harness(tiny_run, monkeypatch):
+    """The corrected row answers POPE and CHAIR through the same harness path as the
+    greedy row: its "yes" about an absent object becomes "no" and its caption loses the
+    absent object, so POPE and CHAIR move, not only world-VQA."""
+    world = tiny_run / "world" / "test"
+    scenes = {str(world / scene.image): scene for scene in load_scenes(world)}
+
+    def scripted_greedy(backend, requests):
+        # The SFT model's greedy answers, made wrong on purpose: "Yes" to every question,
+        # and a faithful description plus one object the image lacks.
+        answers = []
+        for request in requests:
+            scene = scenes[request.images[-1]]
+            if request.prompt != DETAILED_PROMPTS["en"]:
+                answers.append("Yes")
+                continue
+            shown = {obj.shape for obj in scene.objects}
+            absent = next(shape for shape in SHAPES if shape not in shown)
+            answers.append(f"{text.detailed_caption(scene, 'en')} A small red {absent} is here.")
+        return answers
+
+    monkeypatch.setattr(LocalBackend, "_batch", scripted_greedy)
+    config = hallucination.HallucinationBenchConfig(run=str(tiny_run), limit=12, batch_size=8)
+    sft = tiny_run / "instruct" / "final"
+    rows = {}
+    for name, kwargs in (("greedy", {}), ("corrected", {"correct": True})):
+        work = tiny_run / f"work-{name}"
+        work.mkdir()
+        method = (name, sft, {"do_sample": False, **kwargs})
+        rows[name] = hallucination.measure_row(config, tiny_run, work, method)
+    greedy, corrected = rows["greedy"], rows["corrected"]
+    assert greedy["pope_adversarial"]["yes_ratio"] == 1.0
+    assert greedy["chair"]["chair_s"] == 1.0
+    # The detector is exact on the world: every absent object answered "no", none left.
+    assert corrected["pope_adversarial"] == {"accuracy": 1.0, "f1": 1.0, "yes_ratio": 0.5}
+    assert corrected["chair"] == {"chair_i": 0.0, "chair_s": 0.0}
+
+
+def test_corrected_and_sampled_rows_refuse_loglik_ranking(tiny_run):
+    sft = tiny_run / "instruct" / "final"
+    assert hallucination.DecodingBackend(sft, "greedy", {"do_sample": False}).supports_loglik
+    for kwargs in ({"do_sample": False, "correct": True}, {"do_sample": True}):
+        assert not hallucination.DecodingBackend(sft, "other", kwargs).supports_loglik

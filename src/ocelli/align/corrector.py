@@ -14,8 +14,9 @@ Training-free, after generation:
    wording, or dropped when nothing fits;
 5. correction with evidence: every kept or fixed object gets its box, [x0,y0,x1,y1].
 
-A bare yes/no answer to an existence question ("Is there a red star?") is checked as
-the question's claim and flipped if wrong. An image the detector cannot read (not a
+A yes/no answer to an existence question ("Is there a red star?", also with POPE's or
+MME's "Please answer yes or no." after it), bare or going on ("Yes, there is a red
+star."), is checked as the question's claim and answered "Yes"/"No" afresh if wrong. An image the detector cannot read (not a
 world image) or a missing image is reported, never guessed at: the answer comes back
 unchanged with `verified=False` and the reason.
 
@@ -165,6 +166,7 @@ class Corrector:
     def _correct_verdict(
         self, picture: Any, scene: Scene, answer: str, question: str, said_yes: bool, lang: str
     ) -> Correction:
+        question = _ANSWER_INSTRUCTION[lang].sub("", question.strip())
         checks = [ClaimCheck(claim, question) for claim in extract_claims(question, lang)]
         for check in checks:
             check.detector = is_faithful(check.claim, scene)
@@ -178,15 +180,27 @@ class Corrector:
         )
 
 
+# How a yes/no answer opens: a bare one, or one that goes on ("Yes, there is a red star.").
+_VERDICT_HEAD = {"en": re.compile(r"(yes|no)\b"), "zh": re.compile(r"(是|否|不|没|有)")}
+# Instructions that may follow the question itself (POPE's and MME's variants).
+_ANSWER_INSTRUCTION = {
+    "en": re.compile(r"\s*(please\s+)?answer\s+(with\s+)?(a\s+)?(yes|\"yes\")\s+or\s+.*$", re.I),
+    "zh": re.compile(r"\s*请?(回答|用)[“\"]?是[”\"]?或[“\"]?否.*$"),
+}
+
+
 def _yes_no_about_existence(question: str | None, answer: str, lang: str) -> bool | None:
-    """True/False for a bare yes/no answer to an existence question; None otherwise."""
-    if not question or extract_claims(answer, lang):
+    """True/False for a yes/no answer to an existence question, bare or followed by its
+    reason; None otherwise."""
+    if not question:
         return None
+    question = _ANSWER_INSTRUCTION[lang].sub("", question.strip())
     claims = extract_claims(question, lang)
     if len(claims) != 1 or claims[0][0] != "exists" or not _is_existence_question(question, lang):
         return None
     head = answer.strip().lower()
-    if lang == "en" and not re.match(r"(yes|no)\b", head):
+    opens_with_verdict = _VERDICT_HEAD[lang].match(head) is not None
+    if (lang == "en" or extract_claims(answer, lang)) and not opens_with_verdict:
         return None
     return pope_parse(answer, lang) == "yes"
 
