@@ -77,7 +77,12 @@ def _read_prompts(
         batch["pixel_values"] = torch.cat(pixels).to(device=device, dtype=pipeline.dtype)
     prefix_mask = batch["attention_mask"]
     rows = torch.tensor(owners, device=device)
-    out = model(**batch, position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)
+    out = model(
+        **batch,
+        position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0),
+        use_cache=True,
+        logits_to_keep=1,
+    )
     cache = out.past_key_values
     cache.batch_select_indices(rows)
     prefix_lengths = prefix_mask.sum(-1)[rows]
@@ -222,4 +227,6 @@ def _answer_tokens(
         label != IGNORE_INDEX for label in row["labels"][:start]
     ):
         raise Unshareable("the answer changes how the prompt before it is tokenised")
-    return row["input_ids"][start:], row["labels"][start:]
+    labels = row["labels"][start:]
+    end = max(i for i, label in enumerate(labels) if label != IGNORE_INDEX) + 1
+    return row["input_ids"][start : start + end], labels[:end]  # nothing scored after end
