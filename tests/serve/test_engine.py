@@ -124,3 +124,84 @@ def test_a_prompt_that_fills_the_context_is_refused(engine):
 
     with pytest.raises(PromptError, match="context"):
         run(submit())
+
+
+def test_requests_admitted_together_answer_as_one_by_one(pipeline, one_thread):
+    """Sequences queued before the engine starts are prefilled in one forward pass (left
+    padded, images in order) and decoded as one batch, yet give each one's own answer."""
+    prompts = [make_prompt(pipeline, q, with_image=i % 3 != 1) for i, q in enumerate(QUESTIONS)]
+    params = SamplingParams(max_tokens=16)
+
+    def serve(together: bool) -> tuple[list[str], list[int]]:
+        engine = Engine(pipeline.model, pipeline.processor, max_batch_size=len(prompts))
+        prefill_sizes: list[int] = []
+        prefill = engine._prefill
+
+        def counted(joiners):
+            prefill_sizes.append(len(joiners))
+            prefill(joiners)
+
+        engine._prefill = counted
+
+        async def requests():
+            if together:  # all queued before the worker thread takes the first
+                handles = [engine.submit(p, params) for p in prompts]
+                engine.start()
+                return [await h.result() for h in handles]
+            engine.start()
+            return [await engine.submit(p, params).result() for p in prompts]
+
+        completions = run(requests())
+        assert engine.shutdown(timeout=30)
+        return [c.text for c in completions], prefill_sizes
+
+    alone, alone_sizes = serve(together=False)
+    batched, batched_sizes = serve(together=True)
+    assert alone_sizes == [1] * len(prompts) and batched_sizes == [len(prompts)]
+    assert batched == alone
+
+
+def test_admission_waits_for_company_while_a_batch_decodes(pipeline, one_thread):
+    """With admission_wait_steps, a newcomer joins a decoding batch after at most that
+    many steps, and its answer is the one it gets alone."""
+    engine = Engine(pipeline.model, pipeline.processor, max_batch_size=8, admission_wait_steps=3)
+    steps = {"decoded": 0, "at_prefill": [], "held": 0}
+    decode_step, prefill, hold = engine._decode_step, engine._prefill, engine._hold_admissions
+
+    def counted_hold():
+        held = hold()
+        steps["held"] += held
+        return held
+
+    def counted_decode():
+        steps["decoded"] += 1
+        decode_step()
+
+    def counted_prefill(joiners):
+        steps["at_prefill"].append(steps["decoded"])
+        prefill(joiners)
+
+    engine._decode_step, engine._prefill = counted_decode, counted_prefill
+    engine._hold_admissions = counted_hold
+    engine.start()
+    long_prompt = make_prompt(pipeline, QUESTIONS[4], with_image=True)
+    short_prompt = make_prompt(pipeline, QUESTIONS[0], with_image=False)
+    short_params = SamplingParams(max_tokens=8, ignore_eos=True)
+    alone = run(complete(engine, short_prompt, short_params))
+
+    async def scenario():
+        long = engine.submit(long_prompt, SamplingParams(max_tokens=60, ignore_eos=True))
+        while engine.num_running == 0:
+            await asyncio.sleep(0.001)
+        short = engine.submit(short_prompt, short_params)
+        submitted_at = steps["decoded"]
+        result = await short.result()
+        return result, await long.result(), submitted_at
+
+    short, long, submitted_at = run(scenario())
+    assert short.text == alone.text
+    assert long.completion_tokens == 60
+    # held while the long one decoded, for at most 3 steps (+1: the step under way)
+    assert steps["held"] == 3
+    assert steps["at_prefill"][-1] - submitted_at <= 4
+    assert engine.shutdown(timeout=30)

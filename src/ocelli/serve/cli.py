@@ -68,6 +68,12 @@ def _add_server_flags(
         default=[],
         help="host images may come from (repeatable; *.example.com for subdomains)",
     )
+    parser.add_argument(
+        "--admission-wait-steps",
+        type=int,
+        default=defaults.admission_wait_steps,
+        help="decode steps newcomers may wait to be prefilled together (0: never wait)",
+    )
     for name in LIMITS:
         default = getattr(defaults, name)
         parser.add_argument(
@@ -93,6 +99,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
         allow_image_urls=args.allow_image_urls,
         image_url_hosts=tuple(args.image_url_host or ()),
         torch_threads=args.threads,
+        admission_wait_steps=args.admission_wait_steps,
         ui_path=None if getattr(args, "no_ui", False) else UI_PATH,
         **limits,
     )

@@ -35,6 +35,9 @@ class ServeConfig:
     # The name /v1/models lists; requests may also say "default" (ocelli eval's default).
     served_model_name: str = "ocelli"
     max_batch_size: int = 8
+    # While a batch decodes, newcomers wait up to this many decode steps for others to
+    # share their prefill with (0: each is prefilled at the first step it can join).
+    admission_wait_steps: int = 4
     # Requests admitted at once (running or queued); past it the server answers 429.
     max_concurrent_requests: int = 64
     max_concurrent_per_key: int = 32
@@ -62,6 +65,10 @@ class ServeConfig:
                 raise ConfigError(
                     f"serve option {name} must be at least 1, got {getattr(self, name)}"
                 )
+        if self.admission_wait_steps < 0:
+            raise ConfigError(
+                f"admission_wait_steps must be at least 0, got {self.admission_wait_steps}"
+            )
         if not 0 < self.port < 65536:
             raise ConfigError(f"port must be between 1 and 65535, got {self.port}")
         if self.allow_image_urls and not self.image_url_hosts:

@@ -5,7 +5,10 @@ and loops:
 
 1. admit waiting sequences while the batch has room (`max_batch_size`), and prefill
    them together: their prompts, left-padded into one forward pass with their images,
-   fill a fresh KV cache whose rows then join the running batch's cache (kv.py);
+   fill a fresh KV cache whose rows are then copied into the running batch's
+   preallocated cache (kv.py). While a batch decodes, newcomers may wait a few steps
+   (`admission_wait_steps`) for others to share that forward pass: clients that send
+   their next request when the last one ends otherwise arrive, and are prefilled, alone;
 2. run one decode step for every running row: each row's last token goes in, one
    forward pass over the whole batch reads the shared cache and gives each row its next
    token (per-row greedy or sampling, sampling.py);
@@ -16,7 +19,8 @@ So requests join and leave between decode steps and never wait for each other's
 answers to end. Because each row keeps its own positions and the padding is masked,
 a row's greedy tokens are those it would get decoded alone.
 
-Results reach the asyncio side through a `Handle`: text deltas, then a `Completion`.
+Results reach the asyncio side through a `Handle`: text deltas, then a `Completion`;
+an iteration's events for all rows go to the event loop in one call, not one per token.
 """
 
 from __future__ import annotations
@@ -91,11 +95,24 @@ class Handle:
         return self.completion
 
     def _send(self, kind: str, value: Any) -> None:
-        """Called from the engine thread."""
-        try:
-            self._loop.call_soon_threadsafe(self._events.put_nowait, (kind, value))
-        except RuntimeError:  # the event loop is closed: nobody is listening any more
-            self.cancelled = True
+        """Called from another thread."""
+        _deliver_threadsafe(self._loop, [(self, kind, value)])
+
+
+def _deliver_threadsafe(
+    loop: asyncio.AbstractEventLoop, events: list[tuple[Handle, str, Any]]
+) -> None:
+    """Hand `events` to their handles on `loop` with one wake-up of the loop."""
+    try:
+        loop.call_soon_threadsafe(_deliver, events)
+    except RuntimeError:  # the event loop is closed: nobody is listening any more
+        for handle, _, _ in events:
+            handle.cancelled = True
+
+
+def _deliver(events: list[tuple[Handle, str, Any]]) -> None:
+    for handle, kind, value in events:
+        handle._events.put_nowait((kind, value))
 
 
 @dataclass
@@ -113,10 +130,21 @@ class _Sequence:
 class Engine:
     """Decodes many sequences at once with one model; start() runs its worker thread."""
 
-    def __init__(self, model: Any, processor: OcelliProcessor, max_batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        model: Any,
+        processor: OcelliProcessor,
+        max_batch_size: int = 8,
+        admission_wait_steps: int = 0,
+    ) -> None:
         self.model = model.eval()
         self.processor = processor
         self.max_batch_size = max_batch_size
+        # While rows decode, newcomers wait up to this many steps for company to share
+        # their prefill, unless they already fill half the batch.
+        self.admission_wait_steps = admission_wait_steps
+        self._held_steps = 0
+        self._outbox: list[tuple[Handle, str, Any]] = []
         self._text_config = getattr(model.config, "text_config", model.config)
         self._context = getattr(self._text_config, "max_position_embeddings", None)
         self._stop_ids = set(processor.stop_token_ids)
@@ -197,6 +225,7 @@ class Engine:
                 with torch.inference_mode():
                     if joiners:
                         self._prefill(joiners)
+                        self._flush()  # first tokens go out before the decode step
                     if self._rows:
                         self._decode_step()
             except Exception as exc:  # noqa: BLE001 - one failed batch must not stop the server
@@ -204,6 +233,7 @@ class Engine:
                     "generation failed; failing the %d sequence(s) in the batch", len(self._rows)
                 )
                 self._fail(joiners + self._rows, exc)
+            self._flush()
 
     def _admit(self) -> list[_Sequence] | None:
         """Waiting sequences that fit in the batch; blocks while idle; None: stop."""
@@ -212,12 +242,27 @@ class Engine:
                 self._cond.wait()
             if self._stopping and not self._waiting and not self._rows:
                 return None
+            if self._hold_admissions():
+                self._held_steps += 1
+                return []
+            self._held_steps = 0
             joiners: list[_Sequence] = []
             while self._waiting and len(self._rows) + len(joiners) < self.max_batch_size:
                 sequence = self._waiting.popleft()
                 if not sequence.handle.cancelled:
                     joiners.append(sequence)
             return joiners
+
+    def _hold_admissions(self) -> bool:
+        """Whether waiting sequences should wait another step for more to prefill with.
+
+        A prefill costs a forward pass of its own, so newcomers that trickle in one by
+        one (each client sending its next request when its last one ends) are cheaper
+        prefilled together. Never when the batch is idle, full of newcomers, or draining."""
+        if not self._rows or not self._waiting or self._stopping:
+            return False
+        enough = len(self._waiting) >= max(1, self.max_batch_size // 2)
+        return not enough and self._held_steps < self.admission_wait_steps
 
     def _prefill(self, joiners: list[_Sequence]) -> None:
         batch = self.processor.pad([s.prompt.input_ids for s in joiners], padding_side="left")
@@ -234,11 +279,9 @@ class Engine:
             use_cache=True,
             logits_to_keep=1,
         )
-        joined = BatchCache(cache, mask)
         if self._batch is None:
-            self._batch = joined
-        else:
-            self._batch.join(joined)
+            self._batch = BatchCache(self.max_batch_size)
+        self._batch.join(cache, mask)
         self._rows += joiners
         self.prompt_tokens_total += sum(len(s.prompt.input_ids) for s in joiners)
         self._advance(joiners, output.logits[:, -1])
@@ -281,7 +324,7 @@ class Engine:
         at_limit = len(sequence.token_ids) >= sequence.max_tokens
         delta = sequence.stream.update(self._decode(sequence.token_ids))
         if delta:
-            sequence.handle._send("delta", delta)
+            self._emit(sequence.handle, "delta", delta)
         if sequence.stream.stopped:
             self._finish(sequence, "stop", len(sequence.token_ids))
         elif at_limit:
@@ -291,7 +334,7 @@ class Engine:
         answer_ids = sequence.token_ids[:num_answer_tokens]
         delta = sequence.stream.update(self._decode(answer_ids), final=True)
         if delta:
-            sequence.handle._send("delta", delta)
+            self._emit(sequence.handle, "delta", delta)
         sequence.finished = True
         completion = Completion(
             text=sequence.stream.text,
@@ -299,7 +342,19 @@ class Engine:
             prompt_tokens=len(sequence.prompt.input_ids),
             completion_tokens=len(sequence.token_ids),
         )
-        sequence.handle._send("done", completion)
+        self._emit(sequence.handle, "done", completion)
+
+    def _emit(self, handle: Handle, kind: str, value: Any) -> None:
+        self._outbox.append((handle, kind, value))
+
+    def _flush(self) -> None:
+        """Deliver this iteration's events: one wake-up per event loop, not per token."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Handle, str, Any]]] = {}
+        for event in self._outbox:
+            by_loop.setdefault(event[0]._loop, []).append(event)
+        self._outbox = []
+        for loop, events in by_loop.items():
+            _deliver_threadsafe(loop, events)
 
     def _decode(self, token_ids: list[int]) -> str:
         return self.processor.tokenizer.decode(token_ids, skip_special_tokens=True)
@@ -325,5 +380,5 @@ class Engine:
         for sequence in {id(s): s for s in sequences}.values():
             if not sequence.finished:
                 sequence.finished = True
-                sequence.handle._send("error", error)
+                self._emit(sequence.handle, "error", error)
         self._rows, self._batch = [], None

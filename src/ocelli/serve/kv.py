@@ -1,20 +1,27 @@
 """The running batch's KV cache and attention mask, with rows joining and leaving.
 
-All rows share one DynamicCache of shape (rows, heads, length, head_dim) per layer,
-left-padded: each row's tokens end in the last column, the columns before its first
-token are padding that the attention mask (rows, length) hides. A row joins by
-left-padding whichever of the two caches is shorter and concatenating along the batch;
-a row leaves by selecting the others and dropping columns that became padding in every
-remaining row. Positions come from the mask, so RoPE sees each row's true positions
-and a row decodes exactly as it would alone."""
+Every layer's keys and values live in one preallocated buffer of shape
+(max_rows, heads, capacity, head_dim); the batch is its first `num_rows` rows and its
+first `length` columns, left-padded: each row's tokens end in the last column, the
+columns before its first token are padding that the attention mask (rows, length) hides.
+Positions are kept per row, so RoPE sees each row's true positions and a row decodes
+exactly as it would alone.
+
+A decode step writes one column in place, so a step copies nothing it already holds
+(transformers' DynamicCache concatenates, re-copying every layer's whole cache each
+step). A row joins by being copied into the free rows below the batch, right-aligned to
+the batch's length; a row leaves by moving the rows after it up. Columns only grow when
+the capacity runs out; the buffers are then reallocated with `COLUMN_CHUNK` spare columns,
+dropping the leading columns that are padding in every row."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from transformers.cache_utils import DynamicCache, DynamicLayer
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from ocelli.errors import ConfigError
+
+COLUMN_CHUNK = 128  # spare columns per reallocation: one every COLUMN_CHUNK decode steps
 
 
 def new_cache(text_config: object) -> DynamicCache:
@@ -30,58 +37,136 @@ def new_cache(text_config: object) -> DynamicCache:
     return cache
 
 
-class BatchCache:
-    """KV cache plus attention mask of the rows being decoded."""
-
-    def __init__(self, cache: DynamicCache, mask: torch.Tensor) -> None:
-        self.cache = cache
-        self.mask = mask
-
-    @property
-    def num_rows(self) -> int:
-        return int(self.mask.shape[0])
-
-    def step_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attention mask and position ids for one new token per row."""
-        self.mask = F.pad(self.mask, (0, 1), value=1)
-        positions = self.mask.sum(dim=1, keepdim=True) - 1
-        return self.mask, positions
-
-    def join(self, other: BatchCache) -> None:
-        """Append `other`'s rows after this batch's rows."""
-        length = max(self.mask.shape[1], other.mask.shape[1])
-        mine, theirs = _layers(self.cache), _layers(other.cache)
-        for layer, joining in zip(mine, theirs, strict=True):
-            layer.keys = torch.cat([_pad_left(layer.keys, length), _pad_left(joining.keys, length)])
-            layer.values = torch.cat(
-                [_pad_left(layer.values, length), _pad_left(joining.values, length)]
-            )
-        self.mask = torch.cat([_pad_left_2d(self.mask, length), _pad_left_2d(other.mask, length)])
-
-    def keep(self, rows: list[int]) -> None:
-        """Drop every row not in `rows`, then the columns no remaining row uses."""
-        index = torch.tensor(rows, dtype=torch.long, device=self.mask.device)
-        self.mask = self.mask.index_select(0, index)
-        used = self.mask.any(dim=0)
-        start = int(used.float().argmax()) if bool(used.any()) else self.mask.shape[1]
-        self.mask = self.mask[:, start:]
-        for layer in _layers(self.cache):
-            layer.keys = layer.keys.index_select(0, index)[:, :, start:]
-            layer.values = layer.values.index_select(0, index)[:, :, start:]
-
-
 def prefill_positions(mask: torch.Tensor) -> torch.Tensor:
     """Position ids of a left-padded prompt batch: 0 at each row's first real token."""
     return (mask.cumsum(dim=1) - 1).clamp(min=0)
 
 
-def _layers(cache: DynamicCache) -> list[DynamicLayer]:
-    return list(cache.layers)
+class _BufferLayer(DynamicLayer):
+    """One layer's cache as views of preallocated buffers; `update` writes in place the
+    columns of the step that `BatchCache.step_inputs` opened."""
+
+    def __init__(self, batch: BatchCache, index: int) -> None:
+        super().__init__()
+        self.batch = batch
+        self.index = index
+        self.is_initialized = True
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, end = key_states.shape[0], self.batch.length
+        begin = end - key_states.shape[2]
+        keys, values = self.batch.key_buffers[self.index], self.batch.value_buffers[self.index]
+        keys[:rows, :, begin:end] = key_states
+        values[:rows, :, begin:end] = value_states
+        self.keys, self.values = keys[:rows, :, :end], values[:rows, :, :end]
+        return self.keys, self.values
 
 
-def _pad_left(states: torch.Tensor, length: int) -> torch.Tensor:
-    return F.pad(states, (0, 0, length - states.shape[2], 0))
+class BatchCache:
+    """KV cache, attention mask and next position ids of the rows being decoded."""
 
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self.num_rows = 0
+        self.length = 0  # columns in use
+        self.key_buffers: list[torch.Tensor] = []
+        self.value_buffers: list[torch.Tensor] = []
+        self.mask = torch.zeros(0, 0, dtype=torch.long)
+        self.positions = torch.zeros(0, dtype=torch.long)
+        self.cache: Cache | None = None  # what the model reads and writes, once allocated
 
-def _pad_left_2d(mask: torch.Tensor, length: int) -> torch.Tensor:
-    return F.pad(mask, (length - mask.shape[1], 0))
+    @property
+    def capacity(self) -> int:
+        return int(self.mask.shape[1])
+
+    def step_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Open one column for a new token per row: (attention mask, position ids)."""
+        rows = self.num_rows
+        if self.length == self.capacity:
+            self._reallocate(self.length + 1)
+        self.mask[:rows, self.length] = 1
+        self.length += 1
+        positions = self.positions[:rows].unsqueeze(1).clone()
+        self.positions[:rows] += 1
+        return self.mask[:rows, : self.length], positions
+
+    def join(self, prefilled: DynamicCache, mask: torch.Tensor) -> None:
+        """Append the rows of a prefilled cache (left-padded, with its mask) to the batch."""
+        joining, prompt_length = mask.shape
+        if self.num_rows + joining > self.max_rows:
+            raise ValueError(f"{self.num_rows} + {joining} rows exceed {self.max_rows}")
+        layers = list(prefilled.layers)
+        if self.cache is None:
+            self._allocate(layers, prompt_length, mask)
+        elif prompt_length > self.length:
+            # The newcomers are longer: the batch's rows get left-padded to their length.
+            self._reallocate(self.length, min_length=prompt_length)
+        begin, end = self.num_rows, self.num_rows + joining
+        pad = self.length - prompt_length
+        for layer, keys, values in zip(layers, self.key_buffers, self.value_buffers, strict=True):
+            # Padding must be finite: a masked key still enters the product as 0 x value.
+            keys[begin:end, :, :pad] = 0
+            values[begin:end, :, :pad] = 0
+            keys[begin:end, :, pad : self.length] = layer.keys
+            values[begin:end, :, pad : self.length] = layer.values
+        self.mask[begin:end] = 0
+        self.mask[begin:end, pad : self.length] = mask
+        self.positions[begin:end] = mask.sum(dim=1)
+        self.num_rows = end
+        self._refresh_views()
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep only `rows` (increasing), in that order, as rows 0, 1, ..."""
+        first_moved = next((new for new, old in enumerate(rows) if new != old), len(rows))
+        if first_moved < len(rows):
+            index = torch.tensor(rows[first_moved:], dtype=torch.long, device=self.mask.device)
+            span = slice(first_moved, len(rows))
+            for buffer in [*self.key_buffers, *self.value_buffers, self.mask, self.positions]:
+                # index_select copies first, so moving rows up never reads a moved row.
+                buffer[span] = buffer.index_select(0, index)
+        self.num_rows = len(rows)
+        self._refresh_views()
+
+    def _allocate(self, layers: list[DynamicLayer], length: int, mask: torch.Tensor) -> None:
+        # Uninitialised: a row's columns are all written or zeroed when it joins.
+        for layer in layers:
+            _, heads, _, head_dim = layer.keys.shape
+            shape = (self.max_rows, heads, length + COLUMN_CHUNK, head_dim)
+            self.key_buffers.append(layer.keys.new_empty(shape))
+            self.value_buffers.append(layer.values.new_empty(shape))
+        self.cache = Cache(layers=[_BufferLayer(self, index) for index in range(len(layers))])
+        self.mask = mask.new_zeros(self.max_rows, length + COLUMN_CHUNK)
+        self.positions = mask.new_zeros(self.max_rows)
+        self.length = length
+
+    def _reallocate(self, needed: int, min_length: int = 0) -> None:
+        """New buffers holding `needed` columns plus spare ones: leading all-padding
+        columns are dropped, and the rows are left-padded to at least `min_length`."""
+        rows = self.num_rows
+        used = self.mask[:rows, : self.length].any(dim=0)
+        start = int(used.to(torch.int8).argmax()) if bool(used.any()) else self.length
+        kept = self.length - start
+        length = max(kept, min_length)
+        capacity = max(needed - start, length) + COLUMN_CHUNK
+        offset = length - kept
+        mask = self.mask.new_zeros(self.max_rows, capacity)
+        mask[:rows, offset:length] = self.mask[:rows, start : self.length]
+        for buffers in (self.key_buffers, self.value_buffers):
+            for index, old in enumerate(buffers):
+                new = old.new_empty(old.shape[0], old.shape[1], capacity, old.shape[3])
+                new[:rows, :, :offset] = 0
+                new[:rows, :, offset:length] = old[:rows, :, start : self.length]
+                buffers[index] = new
+        self.mask, self.length = mask, length
+        self._refresh_views()
+
+    def _refresh_views(self) -> None:
+        """Point each layer's keys and values at the batch's rows and columns."""
+        assert self.cache is not None
+        for layer, keys, values in zip(
+            self.cache.layers, self.key_buffers, self.value_buffers, strict=True
+        ):
+            layer.keys = keys[: self.num_rows, :, : self.length]
+            layer.values = values[: self.num_rows, :, : self.length]

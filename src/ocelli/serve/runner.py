@@ -44,7 +44,12 @@ def build_engine(model_dir: str | os.PathLike, config: ServeConfig, device: str 
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     pipeline = load(model_dir, device=device)
-    return Engine(pipeline.model, pipeline.processor, max_batch_size=config.max_batch_size)
+    return Engine(
+        pipeline.model,
+        pipeline.processor,
+        max_batch_size=config.max_batch_size,
+        admission_wait_steps=config.admission_wait_steps,
+    )
 
 
 def serve(model_dir: str | os.PathLike, config: ServeConfig, device: str = "cpu") -> int:
