@@ -7,9 +7,14 @@ does the same work per request. A level sends `requests_per_level` requests from
 `concurrency` client threads; `rounds` rounds run every level, in alternating order, and a
 level's throughput is all its requests' tokens over all its rounds' time, compared with
 concurrency 1 measured in the same run. Latency is request to last chunk, time to first token request to the first
-content chunk. The soak then sends `soak_requests` more while the server's RSS is sampled.
+content chunk. The soak then sends `soak_requests` more while the server's RSS is sampled;
+with `--soak-seconds N` it instead keeps `soak_concurrency` clients busy for N seconds and
+records, every `soak_window_s`, the server's RSS, the window's latency p50 / p99 and its
+tokens/s: memory is stable when the last third of the windows' RSS is within 5% (and
+10 MiB) of the first third's.
 
     python benchmarks/serve_load.py --model runs/quickstart/instruct/final
+    python benchmarks/serve_load.py --model DIR --soak-seconds 180
     python benchmarks/serve_load.py --tiny --no-docs        # a tiny random model
 """
 
@@ -54,9 +59,12 @@ class ServeLoadConfig:
     max_tokens: int = 32
     warmup_requests: int = 4
     max_batch_size: int = 16  # the server's --max-batch-size
+    admission_wait_steps: int = 4  # the server's --admission-wait-steps
     num_images: int = 16  # distinct world scenes the requests cycle through
-    soak_requests: int = 300
+    soak_requests: int = 300  # the soak's length when soak_seconds is 0
     soak_concurrency: int = 16
+    soak_seconds: float = 0.0  # --soak-seconds: a timed soak instead of soak_requests
+    soak_window_s: float = 10.0  # a timed soak's sampling period
     rss_interval_s: float = 0.25
     seed: int = 0
 
@@ -70,6 +78,11 @@ class ServeLoadConfig:
             raise ConfigError(
                 "rounds, requests_per_level and min_waves must be >= 1; got "
                 f"{self.rounds}, {self.requests_per_level} and {self.min_waves}"
+            )
+        if self.soak_seconds < 0 or self.soak_window_s <= 0:
+            raise ConfigError(
+                "soak_seconds must be >= 0 and soak_window_s > 0; got "
+                f"{self.soak_seconds} and {self.soak_window_s}"
             )
         if 1 not in self.concurrencies:
             raise ConfigError("concurrencies must include 1, the baseline of every ratio")
@@ -186,6 +199,7 @@ def running_server(
     command = [sys.executable, "-m", "ocelli.cli", "serve", "--model", str(model_dir)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--threads", str(threads), "--no-ui"]
     command += ["--max-batch-size", str(config.max_batch_size)]
+    command += ["--admission-wait-steps", str(config.admission_wait_steps)]
     command += ["--max-concurrent-requests", str(most), "--max-concurrent-per-key", str(most)]
     command += ["--max-tokens-limit", str(config.max_tokens)]
     env = {key: value for key, value in os.environ.items() if key != "OCELLI_API_KEY"}
@@ -236,6 +250,68 @@ class RssSampler:
         self.stop.set()
         self.thread.join()
         self.samples_mib.append(self.process.memory_info().rss / MIB)
+
+
+def soak_for(
+    client: Any, requests: list, config: ServeLoadConfig, sampler: RssSampler
+) -> tuple[list[dict[str, Any]], float, list[dict[str, Any]]]:
+    """`soak_concurrency` clients sending back to back for `soak_seconds`: (outcomes, wall
+    seconds, one record per `soak_window_s` window: RSS, requests, tokens/s, latencies)."""
+    began = time.perf_counter()
+    deadline = began + config.soak_seconds
+    finished: list[tuple[float, dict[str, Any]]] = []  # (end time, outcome)
+    lock = threading.Lock()
+
+    def client_loop(index: int) -> None:
+        sent = index
+        while time.perf_counter() < deadline:
+            outcome = ask(client, requests[sent % len(requests)], config.max_tokens)
+            with lock:
+                finished.append((time.perf_counter(), outcome))
+            sent += config.soak_concurrency
+
+    windows: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(config.soak_concurrency) as pool:
+        futures = [pool.submit(client_loop, i) for i in range(config.soak_concurrency)]
+        window_start = began
+        while not all(future.done() for future in futures):
+            time.sleep(min(0.2, config.soak_window_s))
+            now = time.perf_counter()
+            if now - window_start >= config.soak_window_s or all(f.done() for f in futures):
+                with lock:
+                    done = [o for end, o in finished if window_start <= end < now]
+                window = summarise(done, now - window_start, config.soak_concurrency)
+                window["elapsed_s"] = now - began
+                window["rss_mib"] = sampler.process.memory_info().rss / MIB
+                windows.append(window)
+                window_start = now
+        for future in futures:
+            future.result()
+    return [o for _, o in finished], time.perf_counter() - began, windows
+
+
+def stability(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """RSS and latency of the first third of the windows against the last third."""
+    third = max(1, len(windows) // 3)
+    first, last = windows[:third], windows[-third:]
+
+    def middle(rows: list[dict[str, Any]], key: str) -> float | None:
+        values = [row[key] for row in rows if row[key] is not None]
+        return float(np.median(values)) if values else None
+
+    rss_first, rss_last = middle(first, "rss_mib"), middle(last, "rss_mib")
+    growth = (rss_last or 0.0) - (rss_first or 0.0)
+    return {
+        "windows": len(windows),
+        "rss_first_third_mib": rss_first,
+        "rss_last_third_mib": rss_last,
+        "rss_growth_mib": growth,
+        "memory_stable": bool(growth <= max(10.0, 0.05 * (rss_first or 0.0))),
+        "latency_p50_first_third_s": middle(first, "latency_p50_s"),
+        "latency_p50_last_third_s": middle(last, "latency_p50_s"),
+        "latency_p99_first_third_s": middle(first, "latency_p99_s"),
+        "latency_p99_last_third_s": middle(last, "latency_p99_s"),
+    }
 
 
 def memory_summary(samples_mib: list[float]) -> dict[str, Any]:
@@ -314,12 +390,19 @@ def measure(url: str, pid: int, config: ServeLoadConfig, requests: list) -> dict
     baseline = next(level for level in levels if level["concurrency"] == 1)
     for level in levels:
         level["throughput_ratio"] = level["output_tokens_per_s"] / baseline["output_tokens_per_s"]
+    windows = None
     with RssSampler(pid, config.rss_interval_s) as sampler:
-        outcomes, wall_s = send(
-            client, requests, config.soak_requests, config.soak_concurrency, config.max_tokens
-        )
+        if config.soak_seconds:
+            outcomes, wall_s, windows = soak_for(client, requests, config, sampler)
+        else:
+            outcomes, wall_s = send(
+                client, requests, config.soak_requests, config.soak_concurrency, config.max_tokens
+            )
     soak = {**summarise(outcomes, wall_s, config.soak_concurrency)}
     soak["memory"] = memory_summary(sampler.samples_mib)
+    if windows is not None:
+        soak["windows"] = windows
+        soak["stability"] = stability(windows)
     return {"levels": levels, "soak": soak}
 
 
@@ -389,6 +472,7 @@ def render(record: dict[str, Any]) -> str:
             "",
             table,
             "",
+            *render_timed_soak(soak),
             f"Memory soak: {soak['requests']} requests at concurrency {soak['concurrency']} "
             f"({soak['errors']} errors, {soak['output_tokens_per_s']:.0f} output tokens/s); "
             f"server RSS {memory['start_mib']:.0f} MiB at the start, {memory['peak_mib']:.0f} "
@@ -399,7 +483,8 @@ def render(record: dict[str, Any]) -> str:
             f"*{common.caption(record)} Model: {results['model']} "
             f"({results['num_parameters'] / 1e6:.2f}M parameters); `ocelli serve` in a "
             f"subprocess on 127.0.0.1 with `--threads {results['threads']} --max-batch-size "
-            f"{config['max_batch_size']}`, the `openai` client in threads of the same "
+            f"{config['max_batch_size']} --admission-wait-steps "
+            f"{config.get('admission_wait_steps', 0)}`, the `openai` client in threads of the same "
             f"{results['cores']}-core machine. Each request: one world image (PNG data URL) "
             f"and a world question, streamed, greedy, exactly {config['max_tokens']} output "
             f"tokens (`ignore_eos`); {config['rounds']} rounds, levels in alternating order, "
@@ -411,15 +496,56 @@ def render(record: dict[str, Any]) -> str:
     )
 
 
+def render_timed_soak(soak: dict[str, Any]) -> list[str]:
+    """The timed soak's windows as a table and its stability line; nothing without one."""
+    if "windows" not in soak:
+        return []
+    rows = [
+        [
+            f"{window['elapsed_s']:.0f}",
+            window["requests"],
+            window["errors"],
+            f"{window['output_tokens_per_s']:.0f}",
+            _pair(window["latency_p50_s"], window["latency_p99_s"]),
+            f"{window['rss_mib']:.0f}",
+        ]
+        for window in soak["windows"]
+    ]
+    header = ["soak time (s)", "requests", "errors", "output tokens/s", "latency p50 / p99 (s)"]
+    table = common.markdown_table([*header, "server RSS (MiB)"], rows)
+    stable = soak["stability"]
+    verdict = "stable" if stable["memory_stable"] else "**growing**"
+    return [
+        f"Timed soak, {soak['wall_s']:.0f} s at concurrency {soak['concurrency']}, sampled "
+        f"every {soak['wall_s'] / max(1, stable['windows']):.0f} s:",
+        "",
+        table,
+        "",
+        f"Memory {verdict}: server RSS median {stable['rss_first_third_mib']:.0f} MiB over the "
+        f"first third of the windows, {stable['rss_last_third_mib']:.0f} MiB over the last "
+        f"({stable['rss_growth_mib']:+.1f} MiB); latency p50 / p99 "
+        f"{_pair(stable['latency_p50_first_third_s'], stable['latency_p99_first_third_s'])} s "
+        "then "
+        f"{_pair(stable['latency_p50_last_third_s'], stable['latency_p99_last_third_s'])} s.",
+        "",
+    ]
+
+
+def _pair(first: float | None, second: float | None) -> str:
+    return " / ".join("-" if v is None else f"{v:.2f}" for v in (first, second))
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """`--model DIR` and `--tiny` are shorthands for `--set model_dir=DIR`, `--set tiny=true`."""
+    """`--model DIR`, `--soak-seconds N` and `--tiny` are shorthands for `--set
+    model_dir=DIR`, `--set soak_seconds=N` and `--set tiny=true`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--tiny" in argv:
         argv.remove("--tiny")
         argv += ["--set", "tiny=true"]
-    if "--model" in argv:
-        index = argv.index("--model")
-        argv[index : index + 2] = ["--set", f"model_dir={argv[index + 1]}"]
+    for flag, key in (("--model", "model_dir"), ("--soak-seconds", "soak_seconds")):
+        if flag in argv:
+            index = argv.index(flag)
+            argv[index : index + 2] = ["--set", f"{key}={argv[index + 1]}"]
     return common.run_benchmark(NAME, ServeLoadConfig, __doc__.split("\n\n")[0], run, render, argv)
 
 

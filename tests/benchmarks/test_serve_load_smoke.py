@@ -41,3 +41,23 @@ def test_serve_load_measures_every_level_and_the_soak(tmp_path):
 def test_serve_load_needs_a_model_or_tiny(tmp_path):
     with pytest.raises(ConfigError, match="--model DIR, or --tiny"):
         serve_load.main(["--no-docs", "--out", str(tmp_path / "x.json")])
+
+
+@pytest.mark.slow
+def test_serve_load_timed_soak_samples_windows(tmp_path):
+    out, docs = tmp_path / "serve_load.json", tmp_path / "benchmarks.md"
+    settings = ["concurrencies=[1]", "requests_per_level=2", "max_tokens=3", "rounds=1"]
+    settings += ["min_waves=1", "warmup_requests=1", "num_images=2", "soak_concurrency=3"]
+    settings += ["soak_window_s=0.5"]
+    argv = ["--tiny", "--threads", "1", "--out", str(out), "--docs", str(docs)]
+    for setting in settings:
+        argv += ["--set", setting]
+    serve_load.main([*argv, "--soak-seconds", "2"])
+    soak = json.loads(out.read_text())["results"]["soak"]
+    assert soak["errors"] == 0 and soak["wall_s"] >= 2
+    assert len(soak["windows"]) >= 3
+    assert all(window["rss_mib"] > 0 for window in soak["windows"])
+    assert soak["requests"] == sum(window["requests"] for window in soak["windows"])
+    assert soak["stability"]["windows"] == len(soak["windows"])
+    assert isinstance(soak["stability"]["memory_stable"], bool)
+    assert "Timed soak" in docs.read_text()
