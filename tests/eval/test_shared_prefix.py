@@ -60,3 +60,15 @@ def test_the_backend_falls_back_for_connectors_inside_the_language_model(
     assert not shared_prefix.supports(pipeline)
     assert backend.generation_settings()["padding_side"] == "left"
     assert backend.generate(requests) == shared
+
+
+def test_a_pipeline_that_changes_how_it_answers_is_not_stepped_around(pipeline):
+    class Shouting(type(pipeline)):
+        def chat_batch(self, images, prompts, **kwargs):
+            return [answer.upper() for answer in super().chat_batch(images, prompts, **kwargs)]
+
+    shouting = Shouting(pipeline.model, pipeline.processor)
+    assert not shared_prefix.supports(shouting)
+    backend = LocalBackend.from_pipeline(shouting, "tiny")
+    (answer,) = backend.generate([Request([], "Two?", 4)])
+    assert answer == answer.upper()

@@ -30,6 +30,16 @@ class Unshareable(OcelliError, ValueError):
 
 
 def supports(pipeline: Any) -> bool:
+    """Whether `pipeline`'s answers can be computed here: an OcelliPipeline whose way of
+    answering is not overridden (a subclass changing decoding must not be stepped
+    around) and whose connector puts image tokens in the sequence."""
+    from ocelli.generate.pipeline import OcelliPipeline
+
+    if not isinstance(pipeline, OcelliPipeline) or any(
+        getattr(type(pipeline), name) is not getattr(OcelliPipeline, name)
+        for name in ("chat_batch", "score_batch", "_generate", "_score_prompts")
+    ):
+        return False
     connector = getattr(pipeline.model, "connector", None)
     return connector is not None and not getattr(connector, "acts_inside_language_model", True)
 
