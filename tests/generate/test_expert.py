@@ -46,7 +46,9 @@ def expert(model_dir, text_lm_dir):
 def test_answers_are_the_text_model_answering_from_the_captions(expert, image_paths):
     assert isinstance(expert, ExpertPipeline)
     question = "How many green cylinders are there?"
-    caption = expert.captioner.chat(image_paths[0], expert.caption_prompt, max_new_tokens=8)
+    caption_prompt = expert.caption_prompt_for(question)
+    assert caption_prompt == "Describe the image in detail."
+    caption = expert.captioner.chat(image_paths[0], caption_prompt, max_new_tokens=8)
     assert expert.describe([image_paths[0]]) == [caption]
     alone = expert.answerer.chat(None, f"{caption}\n{question}", max_new_tokens=8)
     assert expert.chat(image_paths[0], question, max_new_tokens=8) == alone
@@ -62,6 +64,16 @@ def test_batches_match_one_at_a_time(expert, image_paths):
     ]
     scores = expert.score_batch(images, prompts, [["Two.", "red"]] * 3)
     assert all(len(row) == 2 and all(math.isfinite(s) for s in row) for row in scores)
+
+
+def test_images_are_described_in_the_language_of_the_question(expert, image_paths):
+    english, chinese = expert.describe([image_paths[0]] * 2, ["How many?", "有几个？"])
+    assert english == expert.captioner.chat(
+        image_paths[0], "Describe the image in detail.", max_new_tokens=8
+    )
+    assert chinese == expert.captioner.chat(image_paths[0], "详细描述这张图片。", max_new_tokens=8)
+    with pytest.raises(ConfigError, match="'en'"):
+        ExpertPipeline(None, None, caption_prompt={"zh": "描述"})
 
 
 def test_text_prompt_puts_each_description_where_its_image_was():

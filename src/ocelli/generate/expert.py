@@ -12,7 +12,10 @@ the data stage 0 trains ocelli's text LM on, so that LM is a ready answerer.
 
 It has the pipeline interface evaluation uses (`chat`, `chat_batch`, `score_batch`,
 ...), so `ocelli eval --model expert:CAPTIONER_DIR,LM_DIR` scores it like any model.
-Each distinct image is described once per call (greedy decoding).
+Each distinct image is described once per call (greedy decoding). The caption prompt
+may be one string or one per language ({"en": ..., "zh": ...}, the world's two): then
+each image is described in the language of the question asked about it (any CJK
+character means "zh"), as the text LM saw descriptions and questions in one language.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from ocelli.utils.io import atomic_write_json
 
 EXPERT_PREFIX = "expert:"
 EXPERT_MODEL_TYPE = "ocelli-expert"
-DEFAULT_CAPTION_PROMPT = "Describe the image in detail."
+# the first of the world's detailed-caption prompts in each language (ocelli.world.text_*)
+DEFAULT_CAPTION_PROMPT = {"en": "Describe the image in detail.", "zh": "详细描述这张图片。"}
 
 
 class ExpertPipeline:
@@ -41,7 +45,7 @@ class ExpertPipeline:
         self,
         captioner: Any,
         answerer: Any,
-        caption_prompt: str = DEFAULT_CAPTION_PROMPT,
+        caption_prompt: str | dict[str, str] = DEFAULT_CAPTION_PROMPT,
         caption_max_new_tokens: int = 96,
         sources: dict[str, str] | None = None,
     ) -> None:
@@ -51,6 +55,10 @@ class ExpertPipeline:
             )
         self.captioner = captioner
         self.answerer = answerer
+        if isinstance(caption_prompt, dict) and "en" not in caption_prompt:
+            raise ConfigError(
+                f"caption_prompt by language needs an 'en' entry (the fallback), got {sorted(caption_prompt)}"
+            )
         self.caption_prompt = caption_prompt
         self.caption_max_new_tokens = caption_max_new_tokens
         self.sources = dict(sources or {})
@@ -131,19 +139,26 @@ class ExpertPipeline:
             ) from None
 
     # --- images to text --------------------------------------------------------------
-    def describe(self, images: Sequence[Any]) -> list[str]:
-        """One description per image (each distinct image captioned once)."""
-        keys = [_image_key(image) for image in images]
+    def describe(self, images: Sequence[Any], questions: Sequence[str] | None = None) -> list[str]:
+        """One description per image, in the language of `questions[i]` when the caption
+        prompt is given per language; each distinct (image, prompt) is captioned once."""
+        prompts = [self.caption_prompt_for(q) for q in (questions or [""] * len(images))]
+        keys = [(_image_key(image), prompt) for image, prompt in zip(images, prompts, strict=True)]
         distinct = list(dict.fromkeys(keys))
         first = {key: images[keys.index(key)] for key in distinct}
         captions = self.captioner.chat_batch(
             [first[key] for key in distinct],
-            [self.caption_prompt] * len(distinct),
+            [prompt for _, prompt in distinct],
             max_new_tokens=self.caption_max_new_tokens,
             do_sample=False,
         )
         by_key = dict(zip(distinct, captions, strict=True))
         return [by_key[key] for key in keys]
+
+    def caption_prompt_for(self, question: str) -> str:
+        if isinstance(self.caption_prompt, str):
+            return self.caption_prompt
+        return self.caption_prompt.get(prompt_language(question), self.caption_prompt["en"])
 
     def text_prompt(self, descriptions: Sequence[str], prompt: str) -> str:
         """The prompt with each image's placeholder replaced by its description; images
@@ -159,7 +174,8 @@ class ExpertPipeline:
     def _text_prompts(self, images: Sequence[Any], prompts: Sequence[str]) -> list[str]:
         per_sample = [_as_list(sample) for sample in images]
         flat = [image for sample in per_sample for image in sample]
-        descriptions = self.describe(flat) if flat else []
+        asked = [prompt for sample, prompt in zip(per_sample, prompts, strict=True) for _ in sample]
+        descriptions = self.describe(flat, asked) if flat else []
         texts, begin = [], 0
         for sample, prompt in zip(per_sample, prompts, strict=True):
             texts.append(self.text_prompt(descriptions[begin : begin + len(sample)], prompt))
@@ -227,6 +243,11 @@ def load_text_model(path: str | os.PathLike, device: str | torch.device = "cpu")
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return OcelliPipeline(model.to(device), processor)
+
+
+def prompt_language(text: str) -> str:
+    """ "zh" when the text holds a CJK ideograph, else "en"."""
+    return "zh" if any("\u4e00" <= char <= "\u9fff" for char in text) else "en"
 
 
 def _as_list(images: Any) -> list[Any]:
