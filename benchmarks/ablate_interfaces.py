@@ -170,7 +170,32 @@ def run_expert(config: AblationConfig, out: Path) -> dict[str, Any]:
         caption_max_new_tokens=EXPERT_CAPTION_TOKENS,
     )
     row.update(evaluate(run_dir, config.eval_limit, pipeline))
+    # the same LM reading the world's exact descriptions: what perfect captions would give
+    exact = ExpertPipeline(WorldCaptions(run_dir / "world" / "test"), pipeline.answerer)
+    row["exact_caption_accuracy"] = evaluate(run_dir, config.eval_limit, exact)["accuracy"]
     return row
+
+
+class WorldCaptions:
+    """Stands in for a captioner: each test image's exact detailed description from the
+    world's captions.jsonl, in the language of the caption prompt."""
+
+    def __init__(self, split_dir: Path) -> None:
+        import json
+
+        self.by_image = {}
+        for line in (split_dir / "captions.jsonl").read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            key = (str((split_dir / record["image"]).resolve()), record["lang"])
+            self.by_image[key] = record["detailed"]
+
+    def chat_batch(self, images: list[Any], prompts: list[str], **_: Any) -> list[str]:
+        from ocelli.generate.expert import prompt_language
+
+        return [
+            self.by_image[(str(Path(image).resolve()), prompt_language(prompt))]
+            for image, prompt in zip(images, prompts, strict=True)
+        ]
 
 
 def model_sizes(model_dir: Path, recipe: Any) -> dict[str, Any]:
@@ -291,6 +316,12 @@ def render(record: dict[str, Any], plot_path: Path | None) -> str:
         f". The connectors ran one after another on a shared machine (1-min load average {load}), "
         "so samples/s across rows mixes the connector's cost with the load of the moment"
     )
+    expert = next((row for row in rows if row["connector"] == EXPERT), None)
+    if expert is not None and "exact_caption_accuracy" in expert:
+        speed += (
+            f". Given the world's exact descriptions instead of the captioner's, the expert "
+            f"row's text LM scores {expert['exact_caption_accuracy']:.3f}"
+        )
     plot = f"\n\n![accuracy by connector]({_relative(plot_path)})" if plot_path else ""
     return (
         f"### Modality interfaces (ablation)\n\n{table}\n\n{verdict}{speed}.{plot}\n\n"
