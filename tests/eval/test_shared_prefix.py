@@ -40,7 +40,8 @@ def test_greedy_answers_match_the_pipeline(pipeline, samples):
 def test_candidate_scores_match_the_pipeline(pipeline, samples):
     images = [s.images for s in samples[:10]]
     prompts = [s.prompt for s in samples[:10]]
-    candidates = [["yes", "no"], ["red", "blue", "green"], []] + [["1", "2", "three"]] * 7
+    colours = ["red", "blue", "green", "yellow", "purple", "gray"]  # scored apart from 2-3
+    candidates = [["yes", "no"], colours, []] + [["1", "2", "three"], colours] * 3 + [["a"]]
     expected = pipeline.score_batch(images, prompts, candidates, batch_size=10)
     got = shared_prefix.score_candidates(pipeline, images, prompts, candidates)
     assert [len(row) for row in got] == [len(row) for row in candidates]

@@ -29,6 +29,9 @@ class Unshareable(OcelliError, ValueError):
     """The prompts cannot be split into a shared prefix and a continuation."""
 
 
+FEW_CANDIDATES = 4  # rows of at most this many candidates are scored apart from longer ones
+
+
 def supports(pipeline: Any) -> bool:
     """Whether `pipeline`'s answers can be computed here: an OcelliPipeline whose way of
     answering is not overridden (a subclass changing decoding must not be stepped
@@ -166,8 +169,29 @@ def score_candidates(
     `<|im_end|>` included (what `pipeline.score_batch` gives).
 
     All candidates of a prompt follow it in one row, each attending to the prompt and to
-    its own earlier tokens only (a 4D attention mask), so one pass scores every
-    candidate without copying the prompt's keys and values once per candidate."""
+    its own earlier tokens only (a 4D attention mask), so one pass scores them all
+    without copying the prompt's keys and values once per candidate. Prompts with few
+    candidates (yes/no) and many (ten colours) are scored apart, so the short rows are
+    not padded to the long ones (an image shared by both is read twice)."""
+    few = [i for i, options in enumerate(candidates) if len(options) <= FEW_CANDIDATES]
+    many = [i for i, options in enumerate(candidates) if len(options) > FEW_CANDIDATES]
+    if not few or not many:
+        return _score_rows(pipeline, images, prompts, candidates)
+    scores: list[list[float]] = [[] for _ in prompts]
+    for group in (few, many):
+        pick = [candidates[i] for i in group]
+        part = _score_rows(pipeline, [images[i] for i in group], [prompts[i] for i in group], pick)
+        for index, row in zip(group, part, strict=True):
+            scores[index] = row
+    return scores
+
+
+def _score_rows(
+    pipeline: Any,
+    images: Sequence[list[Any]],
+    prompts: Sequence[str],
+    candidates: Sequence[Sequence[str]],
+) -> list[list[float]]:
     processor = pipeline.processor
     prompt_ids = []
     answers: dict[str, tuple[list[int], list[int]]] = {}
