@@ -134,6 +134,8 @@ def test_judged_task_scores_counts_and_records(judge_task, judge_url, tmp_path, 
     assert auth == "Bearer sk-judge" and body["model"] == "judge-x" and body["temperature"] == 0
     # 1 + 1 retry for the failing one, 1 for each of the others.
     assert len(FakeJudge.seen) == 5
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "judge: 1 unparseable verdict(s), 1 failed request(s)" in report
     # A rerun asks the model nothing and the judge only what failed.
     FakeJudge.down, FakeJudge.seen = False, []
     again = model()

@@ -93,7 +93,14 @@ def _task_section(name: str, task: dict[str, Any], records: list[dict[str, Any]]
     parts = [
         f"<h2>{html.escape(name)}</h2>",
         f"<p class='meta'>{html.escape(task['definition']['description'])}; "
-        f"{task['num_scored']} scored, {task['num_failed']} failed (not scored)</p>",
+        f"{task['num_scored']} scored, {task['num_failed']} failed (not scored)"
+        + (
+            f"; judge: {task['num_unparseable_verdicts']} unparseable verdict(s), "
+            f"{task['num_judge_failed']} failed request(s) (not scored)"
+            if "num_judge_failed" in task
+            else ""
+        )
+        + "</p>",
         html_table(scalars),
     ]
     for title, values in task.get("categories", {}).items():
