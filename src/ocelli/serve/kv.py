@@ -43,24 +43,25 @@ def prefill_positions(mask: torch.Tensor) -> torch.Tensor:
 
 
 class _BufferLayer(DynamicLayer):
-    """One layer's cache as views of preallocated buffers; `update` writes in place the
-    columns of the step that `BatchCache.step_inputs` opened."""
+    """One layer's cache as views of its preallocated buffers; `update` writes in place
+    the columns up to `end`, which `BatchCache.step_inputs` opened. (No reference back to
+    the BatchCache: a cycle would keep the buffers alive until the garbage collector ran.)"""
 
-    def __init__(self, batch: BatchCache, index: int) -> None:
+    def __init__(self, key_buffer: torch.Tensor, value_buffer: torch.Tensor) -> None:
         super().__init__()
-        self.batch = batch
-        self.index = index
+        self.key_buffer, self.value_buffer = key_buffer, value_buffer
+        self.end = 0
         self.is_initialized = True
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        rows, end = key_states.shape[0], self.batch.length
+        rows, end = key_states.shape[0], self.end
         begin = end - key_states.shape[2]
-        keys, values = self.batch.key_buffers[self.index], self.batch.value_buffers[self.index]
-        keys[:rows, :, begin:end] = key_states
-        values[:rows, :, begin:end] = value_states
-        self.keys, self.values = keys[:rows, :, :end], values[:rows, :, :end]
+        self.key_buffer[:rows, :, begin:end] = key_states
+        self.value_buffer[:rows, :, begin:end] = value_states
+        self.keys = self.key_buffer[:rows, :, :end]
+        self.values = self.value_buffer[:rows, :, :end]
         return self.keys, self.values
 
 
@@ -71,8 +72,7 @@ class BatchCache:
         self.max_rows = max_rows
         self.num_rows = 0
         self.length = 0  # columns in use
-        self.key_buffers: list[torch.Tensor] = []
-        self.value_buffers: list[torch.Tensor] = []
+        self.layers: list[_BufferLayer] = []
         self.mask = torch.zeros(0, 0, dtype=torch.long)
         self.positions = torch.zeros(0, dtype=torch.long)
         self.cache: Cache | None = None  # what the model reads and writes, once allocated
@@ -88,6 +88,8 @@ class BatchCache:
             self._reallocate(self.length + 1)
         self.mask[:rows, self.length] = 1
         self.length += 1
+        for layer in self.layers:
+            layer.end = self.length
         positions = self.positions[:rows].unsqueeze(1).clone()
         self.positions[:rows] += 1
         return self.mask[:rows, : self.length], positions
@@ -97,20 +99,21 @@ class BatchCache:
         joining, prompt_length = mask.shape
         if self.num_rows + joining > self.max_rows:
             raise ValueError(f"{self.num_rows} + {joining} rows exceed {self.max_rows}")
-        layers = list(prefilled.layers)
         if self.cache is None:
-            self._allocate(layers, prompt_length, mask)
+            self._allocate(list(prefilled.layers), prompt_length, mask)
         elif prompt_length > self.length:
             # The newcomers are longer: the batch's rows get left-padded to their length.
             self._reallocate(self.length, min_length=prompt_length)
         begin, end = self.num_rows, self.num_rows + joining
         pad = self.length - prompt_length
-        for layer, keys, values in zip(layers, self.key_buffers, self.value_buffers, strict=True):
-            # Padding must be finite: a masked key still enters the product as 0 x value.
-            keys[begin:end, :, :pad] = 0
-            values[begin:end, :, :pad] = 0
-            keys[begin:end, :, pad : self.length] = layer.keys
-            values[begin:end, :, pad : self.length] = layer.values
+        for layer, joining_layer in zip(self.layers, prefilled.layers, strict=True):
+            for buffer, states in (
+                (layer.key_buffer, joining_layer.keys),
+                (layer.value_buffer, joining_layer.values),
+            ):
+                # Padding must be finite: a masked key still enters the product as 0 x value.
+                buffer[begin:end, :, :pad] = 0
+                buffer[begin:end, :, pad : self.length] = states
         self.mask[begin:end] = 0
         self.mask[begin:end, pad : self.length] = mask
         self.positions[begin:end] = mask.sum(dim=1)
@@ -123,20 +126,22 @@ class BatchCache:
         if first_moved < len(rows):
             index = torch.tensor(rows[first_moved:], dtype=torch.long, device=self.mask.device)
             span = slice(first_moved, len(rows))
-            for buffer in [*self.key_buffers, *self.value_buffers, self.mask, self.positions]:
+            buffers = [b for layer in self.layers for b in (layer.key_buffer, layer.value_buffer)]
+            for buffer in [*buffers, self.mask, self.positions]:
                 # index_select copies first, so moving rows up never reads a moved row.
                 buffer[span] = buffer.index_select(0, index)
         self.num_rows = len(rows)
         self._refresh_views()
 
-    def _allocate(self, layers: list[DynamicLayer], length: int, mask: torch.Tensor) -> None:
+    def _allocate(self, prefilled: list[DynamicLayer], length: int, mask: torch.Tensor) -> None:
         # Uninitialised: a row's columns are all written or zeroed when it joins.
-        for layer in layers:
+        for layer in prefilled:
             _, heads, _, head_dim = layer.keys.shape
             shape = (self.max_rows, heads, length + COLUMN_CHUNK, head_dim)
-            self.key_buffers.append(layer.keys.new_empty(shape))
-            self.value_buffers.append(layer.values.new_empty(shape))
-        self.cache = Cache(layers=[_BufferLayer(self, index) for index in range(len(layers))])
+            self.layers.append(
+                _BufferLayer(layer.keys.new_empty(shape), layer.values.new_empty(shape))
+            )
+        self.cache = Cache(layers=self.layers)
         self.mask = mask.new_zeros(self.max_rows, length + COLUMN_CHUNK)
         self.positions = mask.new_zeros(self.max_rows)
         self.length = length
@@ -153,20 +158,24 @@ class BatchCache:
         offset = length - kept
         mask = self.mask.new_zeros(self.max_rows, capacity)
         mask[:rows, offset:length] = self.mask[:rows, start : self.length]
-        for buffers in (self.key_buffers, self.value_buffers):
-            for index, old in enumerate(buffers):
-                new = old.new_empty(old.shape[0], old.shape[1], capacity, old.shape[3])
-                new[:rows, :, :offset] = 0
-                new[:rows, :, offset:length] = old[:rows, :, start : self.length]
-                buffers[index] = new
+
+        def moved(old: torch.Tensor) -> torch.Tensor:
+            new = old.new_empty(old.shape[0], old.shape[1], capacity, old.shape[3])
+            new[:rows, :, :offset] = 0
+            new[:rows, :, offset:length] = old[:rows, :, start : self.length]
+            return new
+
+        for layer in self.layers:
+            layer.key_buffer, layer.value_buffer = (
+                moved(layer.key_buffer),
+                moved(layer.value_buffer),
+            )
         self.mask, self.length = mask, length
         self._refresh_views()
 
     def _refresh_views(self) -> None:
         """Point each layer's keys and values at the batch's rows and columns."""
-        assert self.cache is not None
-        for layer, keys, values in zip(
-            self.cache.layers, self.key_buffers, self.value_buffers, strict=True
-        ):
-            layer.keys = keys[: self.num_rows, :, : self.length]
-            layer.values = values[: self.num_rows, :, : self.length]
+        for layer in self.layers:
+            layer.keys = layer.key_buffer[: self.num_rows, :, : self.length]
+            layer.values = layer.value_buffer[: self.num_rows, :, : self.length]
+            layer.end = self.length
