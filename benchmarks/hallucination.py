@@ -191,18 +191,18 @@ def align_models(config: HallucinationBenchConfig, run: Path) -> dict[str, Path]
         )
     stage3 = json.loads(stage3_file.read_text(encoding="utf-8"))
     dirs = dict(zip(ALIGN_ROWS, (out / "dpo-sft", out / "rlhf", out / "rl-world"), strict=True))
-    finals = {name: directory / "final" for name, directory in dirs.items()}
-    if all((final / "config.json").is_file() for final in finals.values()):
-        return finals
-    summaries: dict[str, Any] = {}
-    dpo = DPOConfig(**{**stage3["dpo"], "sft_weight": config.dpo_sft_weight})
-    summaries["DPO + SFT term"] = train_dpo(
-        sft, pairs, dirs["DPO + SFT term"], dpo, TrainConfig(**stage3["train"])
-    )["result"]
-    batch = stage3["train"]["batch_size"]
-    reward_train = TrainConfig(lr=1e-4, max_steps=config.reward_steps, batch_size=batch)
-    reward = train_reward(sft, pairs, out / "reward", reward_train)
-    summaries["reward model"] = {k: v for k, v in reward.items() if k != "result"}
+    reward_dir = out / "reward"
+
+    def missing(directory: Path) -> bool:
+        return not (directory / "final" / "config.json").is_file()
+
+    if missing(dirs["DPO + SFT term"]):
+        dpo = DPOConfig(**{**stage3["dpo"], "sft_weight": config.dpo_sft_weight})
+        train_dpo(sft, pairs, dirs["DPO + SFT term"], dpo, TrainConfig(**stage3["train"]))
+    if missing(reward_dir):
+        batch = stage3["train"]["batch_size"]
+        reward_train = TrainConfig(lr=1e-4, max_steps=config.reward_steps, batch_size=batch)
+        train_reward(sft, pairs, reward_dir, reward_train)
     rl = RLConfig(
         group_size=config.rl_group_size,
         kl_coef=config.rl_kl_coef,
@@ -215,15 +215,38 @@ def align_models(config: HallucinationBenchConfig, run: Path) -> dict[str, Path]
         batch_size=config.rl_batch_size,
         seed=config.seed,
     )
-    world = run / "world" / "train"
-    for name, spec in (
-        ("RLHF (learned reward)", f"model:{out / 'reward' / 'final'}"),
-        ("RL (verifiable reward)", "world"),
-    ):
-        summary = train_rl(sft, world, spec, dirs[name], rl, rl_train)
-        summaries[name] = {k: summary[k] for k in ("reward", "first_step", "last_step")}
-    atomic_write_json(out / "summaries.json", summaries)
-    return finals
+    specs = {
+        "RLHF (learned reward)": f"model:{reward_dir / 'final'}",
+        "RL (verifiable reward)": "world",
+    }
+    for name, spec in specs.items():
+        if missing(dirs[name]):
+            train_rl(sft, run / "world" / "train", spec, dirs[name], rl, rl_train)
+    atomic_write_json(out / "summaries.json", align_summaries(dirs, reward_dir))
+    return {name: directory / "final" for name, directory in dirs.items()}
+
+
+def align_summaries(dirs: dict[str, Path], reward_dir: Path) -> dict[str, Any]:
+    """What each extra model was trained with and how training went, from the summary
+    files its stage wrote (so models trained by an earlier call report their own)."""
+
+    def read(path: Path) -> dict[str, Any]:
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    dpo = read(dirs["DPO + SFT term"] / "align_summary.json")
+    reward = read(reward_dir / "reward_summary.json")
+    summaries: dict[str, Any] = {
+        "DPO + SFT term": {"dpo": dpo["dpo"], "steps": dpo["result"]["steps"]},
+        "reward model": {k: v for k, v in reward.items() if k != "result"},
+    }
+    for name in ("RLHF (learned reward)", "RL (verifiable reward)"):
+        rl = read(dirs[name] / "rl_summary.json")
+        train = {k: rl["train"][k] for k in ("lr", "max_steps", "batch_size")}
+        summaries[name] = {
+            **{k: rl[k] for k in ("reward", "rl", "first_step", "last_step")},
+            "train": train,
+        }
+    return summaries
 
 
 def measure_row(
@@ -331,32 +354,34 @@ def render(record: dict[str, Any]) -> str:
             "Time is each row's wall time per answer over the greedy row's, on a shared "
             "machine. Produced by `benchmarks/hallucination.py`.*",
             "",
-            training_note(results.get("align_training"), record["config"]),
+            training_note(results.get("align_training")),
             "",
             f"![hallucination by method]({record['plot']})" if record.get("plot") else "",
         ]
     )
 
 
-def training_note(trained: dict[str, Any] | None, config: dict[str, Any]) -> str:
+def training_note(trained: dict[str, Any] | None) -> str:
     """How the DPO + SFT term, RLHF and RL rows were trained, from their summaries."""
     if not trained:
         return ""
-    reward = trained["reward model"]
+    dpo, reward = trained["DPO + SFT term"], trained["reward model"]
     parts = [
         f"DPO + SFT term: stage 3's pairs and settings with SFT weight "
-        f"{config['dpo_sft_weight']:g}.",
-        f"Reward model: {reward['num_train_pairs']} stage 3 pairs, held-out accuracy "
+        f"{dpo['dpo']['sft_weight']:g}, {dpo['steps']} steps.",
+        f"Reward model: {reward['num_train_pairs']} stage 3 pairs, "
+        f"{reward['train']['max_steps']} steps, held-out accuracy "
         f"{reward['heldout_accuracy_before']:.3f} -> {reward['heldout_accuracy']:.3f} on "
         f"{reward['num_heldout_pairs']} pairs.",
     ]
     for name in ("RLHF (learned reward)", "RL (verifiable reward)"):
-        first, last = trained[name]["first_step"], trained[name]["last_step"]
+        run = trained[name]
+        rl, train, first, last = run["rl"], run["train"], run["first_step"], run["last_step"]
         parts.append(
-            f"{name}: GRPO, {config['rl_steps']} steps of {config['rl_batch_size']} prompts x "
-            f"{config['rl_group_size']} answers, KL coefficient {config['rl_kl_coef']:g}, lr "
-            f"{config['rl_lr']:g}; batch reward {first['reward_mean']:.3f} (step 1) -> "
-            f"{last['reward_mean']:.3f} (step {last['step']}), KL {last['kl']:.4f}."
+            f"{name}: {rl['advantage'].upper()}, {train['max_steps']} steps of "
+            f"{train['batch_size']} prompts x {rl['group_size']} answers, KL coefficient "
+            f"{rl['kl_coef']:g}, lr {train['lr']:g}; batch reward {first['reward_mean']:.3f} "
+            f"(step 1) -> {last['reward_mean']:.3f} (step {last['step']}), KL {last['kl']:.4f}."
         )
     return "*" + " ".join(parts) + "*"
 
