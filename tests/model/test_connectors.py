@@ -34,6 +34,7 @@ NEW_CONNECTORS = [
     "perceiver",
     "pixel-shuffle",
     "c-abstractor",
+    "salient",
     "patches",
     "xattn",
     "adapter",
@@ -49,6 +50,7 @@ NEW_CONNECTORS = [
         ("pixel-shuffle", {"factor": 2}, 4),
         ("pixel-shuffle", {"factor": 4}, 1),
         ("c-abstractor", {"num_tokens": 9}, 9),
+        ("salient", {"num_tokens": 5, "window": 1}, 5),
         ("patches", {"patch_size": 4, "image_size": 32}, 64),
     ],
 )
@@ -75,6 +77,8 @@ def test_unknown_options_name_the_accepted_keys(connector):
         ({}, "pixel-shuffle", {"factor": 0}, "factor must be a positive integer"),
         ({}, "c-abstractor", {"num_tokens": 5}, "5 is not a square number"),
         ({}, "c-abstractor", {"num_tokens": 25}, "more than the encoder's 16"),
+        ({}, "salient", {"num_tokens": 17}, "more than the encoder's 16"),
+        ({}, "salient", {"window": 2}, "window must be odd"),
         ({}, "qformer", {"num_heads": 5}, "width 64 is not divisible by .*num_heads 5"),
         ({}, "perceiver", {"num_latents": "many"}, "num_latents must be a positive integer"),
         (None, "patches", {"image_size": 30}, "image_size 30 is not a multiple of patch_size 8"),
@@ -95,7 +99,7 @@ def test_bad_options_fail_when_the_config_is_built(vision_overrides, connector, 
         )
 
 
-@pytest.mark.parametrize("connector", ["pixel-shuffle", "c-abstractor"])
+@pytest.mark.parametrize("connector", ["pixel-shuffle", "c-abstractor", "salient"])
 def test_grid_connectors_refuse_the_cls_token(connector):
     with pytest.raises(ConfigError, match="square grid .* 17 per image; set keep_cls false"):
         make_model("clip-tiny", "llama-tiny", connector, keep_cls=True)
@@ -173,3 +177,21 @@ def test_a_few_connector_steps_lower_the_loss_with_the_lm_frozen(connector):
 
 def test_tiny_options_cover_every_registered_connector():
     assert set(TINY_OPTIONS) == set(CONNECTORS.names())
+
+
+def test_salient_keeps_the_peaks_in_raster_order_with_their_places():
+    connector = CONNECTORS.get("salient")(4, 8, num_tokens=2)
+    features = torch.zeros(1, 16, 4)
+    features[0, 5] = 5.0  # a peak at (1, 1), and a weaker neighbour that is no peak
+    features[0, 6] = 4.0
+    features[0, 15] = 3.0  # a peak at (3, 3)
+    kept = connector.select(connector.standardize(features))
+    # the neighbour is more salient than the second peak but is not kept
+    assert kept.tolist() == [[5, 15]]
+    # the same content at another place gives another token (the place is embedded)
+    moved = torch.zeros(1, 16, 4)
+    moved[0, 0] = 5.0
+    moved[0, 1] = 4.0
+    moved[0, 15] = 3.0
+    with torch.no_grad():
+        assert not torch.allclose(connector(features)[0, 0], connector(moved)[0, 0])

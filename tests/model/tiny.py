@@ -71,6 +71,7 @@ CONNECTORS = {
     "perceiver": {"num_latents": 4, "num_layers": 1, "num_heads": 2},
     "pixel-shuffle": {"factor": 2},
     "c-abstractor": {"num_tokens": 4},
+    "salient": {"num_tokens": 4},
     "patches": {"patch_size": 8, "image_size": 32},
     "xattn": {"num_latents": 4, "num_heads": 2},
     "adapter": {"prompt_length": 4},
