@@ -183,6 +183,21 @@ def test_generation_batches_images_of_different_grids(model_and_processor, tmp_p
     assert reloaded.image_processor.anyres == processor.image_processor.anyres
 
 
+def test_eval_backend_answers_and_ranks(model_and_processor, tmp_path):
+    from ocelli.eval.backends import LocalBackend, Request
+    from ocelli.generate.pipeline import OcelliPipeline
+
+    model, processor = model_and_processor
+    pipeline = OcelliPipeline(model, processor)
+    path = tmp_path / "wide.png"
+    picture(120, 60, seed=4).save(path)
+    backend = LocalBackend.from_pipeline(pipeline, tmp_path)
+    answers = backend.generate([Request([str(path)], "How many?", 4)] * 2)
+    assert answers == [pipeline.chat(path, "How many?", max_new_tokens=4)] * 2
+    ranked = backend.rank([Request([str(path)], "How many?", 4, ["Two.", "red"])])
+    assert not isinstance(ranked[0], Exception) and ranked[0][0] in ("Two.", "red")
+
+
 def test_processor_without_sizes_says_what_to_pass(model_and_processor):
     _, processor = model_and_processor
     messages = [{"role": "user", "content": "<image> How many?"}]

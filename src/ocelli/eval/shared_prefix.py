@@ -35,13 +35,17 @@ FEW_CANDIDATES = 4  # rows of at most this many candidates are scored apart from
 def supports(pipeline: Any) -> bool:
     """Whether `pipeline`'s answers can be computed here: an OcelliPipeline whose way of
     answering is not overridden (a subclass changing decoding must not be stepped
-    around) and whose connector puts image tokens in the sequence."""
+    around) and whose connector puts image tokens in the sequence, a fixed number per
+    image (AnyRes counts depend on each image's size, which the prompts here are built
+    without: such models answer through the pipeline itself)."""
     from ocelli.generate.pipeline import OcelliPipeline
 
     if not isinstance(pipeline, OcelliPipeline) or any(
         getattr(type(pipeline), name) is not getattr(OcelliPipeline, name)
         for name in ("chat_batch", "score_batch", "_generate", "_score_prompts")
     ):
+        return False
+    if getattr(pipeline.processor, "anyres", False):
         return False
     connector = getattr(pipeline.model, "connector", None)
     return connector is not None and not getattr(connector, "acts_inside_language_model", True)
