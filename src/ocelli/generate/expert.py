@@ -63,8 +63,8 @@ class ExpertPipeline:
         self.caption_max_new_tokens = caption_max_new_tokens
         self.sources = dict(sources or {})
 
-    # No single model reads both images and text: evaluation's shared-prefix path (which
-    # feeds the images to `model`) must not apply, and it checks this attribute.
+    # No single model reads both images and text; code that looks for one finds None
+    # (and must not feed the images to the answerer directly).
     model = None
 
     @property
