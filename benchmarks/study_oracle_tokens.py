@@ -4,18 +4,20 @@ tokens built from its exact scene graph (a learned embedding per shape, colour a
 summed, plus an MLP of the object's position), so whatever the LM fails to learn is the
 LM's and the training recipe's, not the encoder's.
 
-Two layouts of the oracle tokens:
+Layouts of the oracle tokens:
 - `objects`: one token per object (at most `max_objects`), what an ideal object-level
   interface would give;
 - `grid`: an 8x8 grid of tokens, the cell holding an object's centre carries it, every
-  other cell says "nothing" (what a grid encoder gives, with perfect features).
+  other cell says "nothing" (what a grid encoder gives, with perfect features);
+- `blind`: `max_objects` tokens that all say "nothing", the baseline: what the question
+  alone predicts, trained the same way.
 
 Each variant trains a Llama of the quickstart's size on single questions (loss on the
 answer only) and reports exact-match accuracy per question type on the test split,
 scored like `ocelli.eval.world_vqa` (reasoning by its yes/no verdict), at several steps.
 
     python benchmarks/study_oracle_tokens.py --threads 1 \
-        --set "variants=[objects:5e-4, grid:5e-4, objects:2e-3]"
+        --set "variants=[blind:5e-4, objects:5e-4, grid:5e-4, objects:2e-3]"
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from _common import (  # noqa: E402
     write_results,
 )
 
+from ocelli.errors import ConfigError  # noqa: E402
 from ocelli.eval.world_vqa import is_correct  # noqa: E402
 from ocelli.world import world_preset  # noqa: E402
 from ocelli.world.dataset import generate_dataset  # noqa: E402
@@ -55,12 +58,13 @@ NAME = "study_oracle_tokens"
 GRID = 8
 WORDS = re.compile(r"\w+|[^\w\s]")
 PAD, SEP, EOS = 0, 1, 2
+LAYOUTS = ("objects", "grid", "blind")
 
 
 @dataclass
 class OracleStudyConfig:
-    # "layout:lr" per variant, layout objects or grid
-    variants: list[str] = field(default_factory=lambda: ["objects:5e-4", "grid:5e-4"])
+    # "layout:lr" per variant, layout objects, grid or blind
+    variants: list[str] = field(default_factory=lambda: ["blind:5e-4", "objects:5e-4", "grid:5e-4"])
     train_images: int = 3000
     test_images: int = 300
     seed: int = 0
@@ -123,6 +127,8 @@ class OracleTokens:
             return ids, positions
         ids = torch.full((self.max_objects, 3), self.nothing)
         positions = torch.zeros(self.max_objects, 2)
+        if self.layout == "blind":
+            return ids, positions
         for slot, obj in enumerate(scene.objects[: self.max_objects]):
             ids[slot] = self.ids(obj)
             positions[slot] = torch.tensor(obj.center, dtype=torch.float) / size
@@ -269,7 +275,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     vocab = Vocabulary([q[key] for q in train_q + test_q for key in ("question", "answer")])
     variants = []
     for variant in config.variants:
-        layout, lr = variant.split(":")
+        layout, _, lr = variant.partition(":")
+        if layout not in LAYOUTS:
+            raise ConfigError(f"variant {variant!r}: layout must be one of {', '.join(LAYOUTS)}")
         variants.append(train_variant(config, layout, float(lr), train_q, test_q, scenes, vocab))
     results = {"threads": threads, "load_average": load, "variants": variants}
     record = write_results(args.out, NAME, config, results)

@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
 import study_oracle_tokens
+
+from ocelli.errors import ConfigError
 
 
 def test_oracle_study_trains_each_layout_and_writes_its_curves(tmp_path):
@@ -17,13 +20,24 @@ def test_oracle_study_trains_each_layout_and_writes_its_curves(tmp_path):
         "hidden_size=32",
         "num_layers=1",
         "num_heads=2",
-        "variants=[objects:1e-3, grid:1e-3]",
+        "variants=[objects:1e-3, grid:1e-3, blind:1e-3]",
     ):
         argv += ["--set", setting]
     study_oracle_tokens.main(argv)
     variants = json.loads(out.read_text())["results"]["variants"]
-    assert [(v["layout"], v["image_tokens"]) for v in variants] == [("objects", 4), ("grid", 64)]
+    assert [(v["layout"], v["image_tokens"]) for v in variants] == [
+        ("objects", 4),
+        ("grid", 64),
+        ("blind", 4),
+    ]
     for variant in variants:
         assert [point["step"] for point in variant["curve"]] == [1, 2]
         assert all(0.0 <= point["accuracy"] <= 1.0 for point in variant["curve"])
     assert "Oracle image tokens" in docs.read_text()
+
+
+def test_an_unknown_layout_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="layout must be one of objects, grid, blind"):
+        study_oracle_tokens.main(
+            ["--out", str(tmp_path / "x.json"), "--no-docs", "--set", "variants=[pixels:1e-3]"]
+        )
