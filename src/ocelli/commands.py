@@ -95,6 +95,7 @@ def train(args: argparse.Namespace) -> int:
 
 def quickstart(args: argparse.Namespace) -> int:
     from ocelli.train.quickstart import run_quickstart
+    from ocelli.train.quickstart_suite import summary_lines
 
     recipe = _recipe_from_args(args)
     result = run_quickstart(recipe, args.out, resume=args.resume)
@@ -103,6 +104,8 @@ def quickstart(args: argparse.Namespace) -> int:
             f"{split}: exact-match accuracy {metrics['accuracy']:.3f} "
             f"({metrics['num_questions']} questions)"
         )
+    for line in summary_lines(result["metrics"]):
+        console.print(line, markup=False)
     console.print(f"total time {result['metrics']['timings_s']['total']:.0f} s")
     console.print(f"report: {Path(result['report']).resolve()}")
     return 0

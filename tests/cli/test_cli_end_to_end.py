@@ -200,6 +200,15 @@ def test_quickstart_writes_report_and_metrics(quickstart_dir):
     measures = {row["measure"] for row in metrics["sft_vs_aligned"]}
     assert {"VQA accuracy, test", "pope_adversarial f1", "chair chair_i"} <= measures
     assert "SFT vs aligned" in report
+    # the recipe's benchmark suite, for both models (a tiny world may not pose every task)
+    suite, aligned_suite = metrics["suite"], aligned["suite"]
+    assert list(suite) == metrics["recipe"]["eval"]["suite"] == list(aligned_suite)
+    assert suite["mme"]["scoring"] == "loglik" and 0 <= suite["mme"]["acc"] <= 100
+    assert suite["caption"]["scoring"] == "generate" and "cider" in suite["caption"]
+    assert {"precision", "recall"} <= set(suite["faith"])
+    assert "circular_accuracy" in suite["mmbench_circular"]
+    assert "Benchmark suite" in report
+    assert (quickstart_dir / "eval" / "dpo" / "suite" / "mme" / "report.html").is_file()
     assert (quickstart_dir / "eval" / "dpo" / "hallucination" / "report.html").is_file()
     provenance = metrics["provenance"]
     assert provenance["ocelli_version"] == ocelli.__version__

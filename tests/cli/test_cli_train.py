@@ -59,6 +59,9 @@ def test_quickstart_checks_the_recipe_too(cli, tmp_path):
         "unknown connector 'nope'"
     )
     cli("quickstart", "--out", run_dir, "--recipe", "nope").assert_user_error("unknown recipe")
+    cli("quickstart", "--out", run_dir, "--set", "eval.suite=[mmee]").assert_user_error(
+        "eval.suite: unknown task(s) 'mmee'; registered tasks: ", "mmbench_circular"
+    )
     assert not run_dir.exists()
 
 

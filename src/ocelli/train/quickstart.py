@@ -1,5 +1,6 @@
 """`ocelli quickstart`: world -> stage 0 -> stage 1 -> stage 2 -> stage 3 (DPO) ->
-evaluation of the SFT and the aligned model side by side -> report."""
+evaluation of the SFT and the aligned model side by side (world VQA, hallucination probes,
+the recipe's benchmark suite) -> report."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ocelli.train.quickstart_suite import (
+    check_suite,
+    evaluate_suite,
+    suite_html,
+    suite_seconds,
+)
 from ocelli.train.recipe import STAGES, Recipe
 from ocelli.train.runners import run_recipe
 from ocelli.utils import atomic_write_json, provenance
@@ -95,11 +102,14 @@ def evaluate_hallucination(
     }
 
 
-def metrics_of(evaluations: dict[str, Any], hallucination: dict[str, Any]) -> dict[str, Any]:
-    """One model's figures: VQA metrics per split and the hallucination probes."""
+def metrics_of(
+    evaluations: dict[str, Any], hallucination: dict[str, Any], suite: dict[str, Any]
+) -> dict[str, Any]:
+    """One model's figures: VQA metrics per split, the hallucination probes, the suite."""
     return {
         "evaluation": {split: ev["metrics"] for split, ev in evaluations.items()},
         "hallucination": hallucination,
+        "suite": suite,
     }
 
 
@@ -110,7 +120,8 @@ def evaluate_aligned(recipe: Recipe, run_dir: Path, progress: bool = True) -> di
         return {}
     evaluations = evaluate_run(recipe, run_dir, progress, stage, subdir)
     hallucination = evaluate_hallucination(recipe, run_dir, progress, stage, subdir)
-    return {"model": f"{stage}/final", **metrics_of(evaluations, hallucination)}
+    suite = evaluate_suite(recipe, run_dir, progress, stage, subdir)
+    return {"model": f"{stage}/final", **metrics_of(evaluations, hallucination, suite)}
 
 
 def side_by_side(sft: dict[str, Any], aligned: dict[str, Any]) -> list[dict[str, Any]]:
@@ -127,6 +138,7 @@ def side_by_side(sft: dict[str, Any], aligned: dict[str, Any]) -> list[dict[str,
                     aligned["evaluation"][split]["accuracy"],
                 )
             )
+    # The suite's figures have their own SFT-vs-aligned table (quickstart_suite).
     for task, values in sft["hallucination"].items():
         for key, value in values.items():
             theirs = aligned["hallucination"].get(task, {}).get(key)
@@ -175,6 +187,7 @@ def run_quickstart(
     from ocelli.report import html_table, write_run_report
     from ocelli.train.plots import plot_loss_curves
 
+    check_suite(recipe.eval)
     out_dir = Path(out_dir)
     began = time.perf_counter()
     trained = run_recipe(recipe, out_dir, resume=resume, progress=progress)
@@ -182,8 +195,10 @@ def run_quickstart(
     start_eval = time.perf_counter()
     evaluations = evaluate_run(recipe, out_dir, progress=progress)
     hallucination = evaluate_hallucination(recipe, out_dir, progress=progress)
+    suite = evaluate_suite(recipe, out_dir, progress=progress)
     aligned = evaluate_aligned(recipe, out_dir, progress=progress)
     timings["evaluation"] = time.perf_counter() - start_eval
+    timings["evaluation: suite"] = suite_seconds(suite, aligned.get("suite", {}))
     timings["total"] = time.perf_counter() - began
     curves = {
         name: out_dir / name / "metrics.jsonl"
@@ -196,9 +211,10 @@ def run_quickstart(
         "recipe": asdict(recipe),
         "evaluation": {split: ev["metrics"] for split, ev in evaluations.items()},
         "hallucination": hallucination,
+        "suite": suite,
         "training": trained["stages"],
         "aligned": aligned,
-        "sft_vs_aligned": side_by_side(metrics_of(evaluations, hallucination), aligned),
+        "sft_vs_aligned": side_by_side(metrics_of(evaluations, hallucination, suite), aligned),
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "provenance": provenance(),
     }
@@ -251,6 +267,8 @@ def run_quickstart(
         + "<h2>Hallucination (test split)</h2>"
         + html_table([{"task": name, **values} for name, values in hallucination.items()])
         + '<p>Per-sample answers and plots: <a href="eval/hallucination/report.html">'
-        "eval/hallucination/report.html</a></p>" + aligned_html(metrics["sft_vs_aligned"]),
+        "eval/hallucination/report.html</a></p>"
+        + suite_html(suite, aligned.get("suite", {}))
+        + aligned_html(metrics["sft_vs_aligned"]),
     )
     return {"metrics": metrics, "report": report}

@@ -87,6 +87,10 @@ class EvalSection:
     limit: int | None = None
     num_report_samples: int = 24
     device: str = "auto"  # "auto" uses CUDA when present, else the CPU
+    # more `ocelli eval` tasks run on the test split after training (ocelli.train.quickstart_suite)
+    suite: list[str] = field(default_factory=list)
+    # samples per suite task (whole units: an MME pair, a CircularEval group); absent: limit
+    suite_limits: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
