@@ -67,6 +67,7 @@ class ServeLoadConfig:
     soak_window_s: float = 10.0  # a timed soak's sampling period
     rss_interval_s: float = 0.25
     seed: int = 0
+    stream: bool = True  # false: one JSON response per request (no per-token chunks)
 
     def __post_init__(self) -> None:
         if not self.concurrencies or min(self.concurrencies) < 1 or self.max_tokens < 1:
@@ -107,14 +108,17 @@ def world_requests(config: ServeLoadConfig) -> list[tuple[str, str]]:
     return pairs
 
 
-def ask(client: Any, request: tuple[str, str], max_tokens: int) -> dict[str, Any]:
-    """One streamed request: latency, time to first token, output tokens or the error."""
+def ask(
+    client: Any, request: tuple[str, str], max_tokens: int, stream: bool = True
+) -> dict[str, Any]:
+    """One request: latency, time to first token (streamed only), output tokens or the
+    error."""
     url, question = request
     began = time.perf_counter()
     first_token_s = None
     tokens = 0
     try:
-        stream = client.chat.completions.create(
+        response = client.chat.completions.create(
             model="default",
             messages=[
                 {
@@ -127,11 +131,13 @@ def ask(client: Any, request: tuple[str, str], max_tokens: int) -> dict[str, Any
             ],
             max_tokens=max_tokens,
             temperature=0,
-            stream=True,
-            stream_options={"include_usage": True},
+            stream=stream,
+            **({"stream_options": {"include_usage": True}} if stream else {}),
             extra_body={"ignore_eos": True},
         )
-        for chunk in stream:
+        if not stream:
+            tokens = response.usage.completion_tokens
+        for chunk in response if stream else ():
             if first_token_s is None and chunk.choices and chunk.choices[0].delta.content:
                 first_token_s = time.perf_counter() - began
             if chunk.usage is not None:
@@ -142,13 +148,18 @@ def ask(client: Any, request: tuple[str, str], max_tokens: int) -> dict[str, Any
 
 
 def send(
-    client: Any, requests: list[tuple[str, str]], count: int, concurrency: int, max_tokens: int
+    client: Any,
+    requests: list[tuple[str, str]],
+    count: int,
+    concurrency: int,
+    max_tokens: int,
+    stream: bool = True,
 ) -> tuple[list[dict[str, Any]], float]:
     """`count` requests from `concurrency` threads: (outcomes, wall seconds)."""
     chosen = [requests[i % len(requests)] for i in range(count)]
     began = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        outcomes = list(pool.map(lambda r: ask(client, r, max_tokens), chosen))
+        outcomes = list(pool.map(lambda r: ask(client, r, max_tokens, stream), chosen))
     return outcomes, time.perf_counter() - began
 
 
@@ -265,7 +276,7 @@ def soak_for(
     def client_loop(index: int) -> None:
         sent = index
         while time.perf_counter() < deadline:
-            outcome = ask(client, requests[sent % len(requests)], config.max_tokens)
+            outcome = ask(client, requests[sent % len(requests)], config.max_tokens, config.stream)
             with lock:
                 finished.append((time.perf_counter(), outcome))
             sent += config.soak_concurrency
@@ -367,7 +378,7 @@ def measure(url: str, pid: int, config: ServeLoadConfig, requests: list) -> dict
             limits=httpx.Limits(max_connections=most, max_keepalive_connections=most)
         ),
     )
-    send(client, requests, config.warmup_requests, 1, config.max_tokens)
+    send(client, requests, config.warmup_requests, 1, config.max_tokens, config.stream)
     measured: dict[int, list[tuple[list[dict[str, Any]], float]]] = {
         concurrency: [] for concurrency in config.concurrencies
     }
@@ -377,7 +388,7 @@ def measure(url: str, pid: int, config: ServeLoadConfig, requests: list) -> dict
         for concurrency in order:
             count = max(config.requests_per_level, config.min_waves * concurrency)
             measured[concurrency].append(
-                send(client, requests, count, concurrency, config.max_tokens)
+                send(client, requests, count, concurrency, config.max_tokens, config.stream)
             )
     levels = []
     for concurrency, rounds in measured.items():
@@ -396,7 +407,12 @@ def measure(url: str, pid: int, config: ServeLoadConfig, requests: list) -> dict
             outcomes, wall_s, windows = soak_for(client, requests, config, sampler)
         else:
             outcomes, wall_s = send(
-                client, requests, config.soak_requests, config.soak_concurrency, config.max_tokens
+                client,
+                requests,
+                config.soak_requests,
+                config.soak_concurrency,
+                config.max_tokens,
+                config.stream,
             )
     soak = {**summarise(outcomes, wall_s, config.soak_concurrency)}
     soak["memory"] = memory_summary(sampler.samples_mib)
@@ -433,6 +449,13 @@ def run(config: ServeLoadConfig, threads: int | None) -> dict[str, Any]:
     }
 
 
+def seconds_pair(first: float | None, second: float | None) -> str:
+    """'0.12 / 0.34', or 'n/a' when not measured (a first token needs streaming)."""
+    if first is None or second is None:
+        return "n/a"
+    return f"{first:.2f} / {second:.2f}"
+
+
 def render(record: dict[str, Any]) -> str:
     results, config = record["results"], record["config"]
     rows = [
@@ -445,7 +468,7 @@ def render(record: dict[str, Any]) -> str:
             f"**{level['throughput_ratio']:.2f}x**",
             " / ".join(f"{value:.0f}" for value in level["round_tokens_per_s"]),
             f"{level['latency_p50_s']:.2f} / {level['latency_p99_s']:.2f}",
-            f"{level['ttft_p50_s']:.2f} / {level['ttft_p99_s']:.2f}",
+            seconds_pair(level["ttft_p50_s"], level["ttft_p99_s"]),
         ]
         for level in results["levels"]
     ]
@@ -486,7 +509,8 @@ def render(record: dict[str, Any]) -> str:
             f"{config['max_batch_size']} --admission-wait-steps "
             f"{config.get('admission_wait_steps', 0)}`, the `openai` client in threads of the same "
             f"{results['cores']}-core machine. Each request: one world image (PNG data URL) "
-            f"and a world question, streamed, greedy, exactly {config['max_tokens']} output "
+            f"and a world question, {'streamed' if config['stream'] else 'not streamed'}, "
+            f"greedy, exactly {config['max_tokens']} output "
             f"tokens (`ignore_eos`); {config['rounds']} rounds, levels in alternating order, "
             f"each level max({config['requests_per_level']}, {config['min_waves']} x "
             "concurrency) requests a round; tokens/s over all rounds, ratios against "
