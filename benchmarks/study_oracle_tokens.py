@@ -76,6 +76,7 @@ class OracleStudyConfig:
     num_heads: int = 4
     warmup_fraction: float = 0.05
     max_objects: int = 4
+    question_types: list[str] = field(default_factory=list)  # empty: every type
 
 
 class Vocabulary:
@@ -272,6 +273,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             generate_dataset(Path(tmp) / split, count, config.seed, split, world, progress=False)
         scenes = {s.id: s for split in ("train", "test") for s in load_scenes(Path(tmp) / split)}
         train_q, test_q = load_questions(Path(tmp) / "train"), load_questions(Path(tmp) / "test")
+    if config.question_types:
+        train_q = [q for q in train_q if q["type"] in config.question_types]
+        test_q = [q for q in test_q if q["type"] in config.question_types]
+        if not train_q or not test_q:
+            raise ConfigError(f"no questions of types {config.question_types} in the world")
     vocab = Vocabulary([q[key] for q in train_q + test_q for key in ("question", "answer")])
     variants = []
     for variant in config.variants:

@@ -41,3 +41,11 @@ def test_an_unknown_layout_is_refused(tmp_path):
         study_oracle_tokens.main(
             ["--out", str(tmp_path / "x.json"), "--no-docs", "--set", "variants=[pixels:1e-3]"]
         )
+
+
+def test_question_types_that_the_world_does_not_ask_are_refused(tmp_path):
+    argv = ["--out", str(tmp_path / "x.json"), "--no-docs"]
+    for setting in ("train_images=4", "test_images=2", "question_types=[ocr]"):
+        argv += ["--set", setting]
+    with pytest.raises(ConfigError, match=r"no questions of types \['ocr'\]"):
+        study_oracle_tokens.main(argv)
