@@ -78,6 +78,8 @@ def test_upload_ask_and_see_the_answer_stream(browser, pipeline, one_thread, ima
 
         user = page.locator('#ocelli-chat [data-testid="user"]')
         user.filter(has_text=QUESTION).wait_for(timeout=15_000)
+        # the image part of the message may render a moment after its text
+        user.locator("img").first.wait_for(timeout=15_000)
         assert user.locator("img").count() == 1, "the uploaded image is not in the chat"
         # The answer is done when the input is usable again.
         page.wait_for_function(
