@@ -6,7 +6,11 @@ loaded by path because --import-mode=importlib keeps test folders off sys.path."
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -95,3 +99,30 @@ def oracle(samples, transform=lambda sample: sample.truth) -> FakeBackend:
 @pytest.fixture
 def failing():
     return lambda message="server said no": RequestError(message)
+
+
+class JSONHandler(BaseHTTPRequestHandler):
+    """Base of the fake OpenAI-compatible servers: JSON replies, no request log."""
+
+    def _send(self, status, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]):
+    """`handler` served on 127.0.0.1 in a thread: yields the base URL (http://host:port)."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

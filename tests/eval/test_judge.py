@@ -3,8 +3,6 @@ verdict parsing, scores, unparseable verdicts and failed requests counted apart 
 scored), resume, an unreachable judge, and bad options."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -13,10 +11,10 @@ from ocelli.eval.harness import evaluate
 from ocelli.eval.judge import DEFAULT_TEMPLATE, Judge, check_template, parse_rating
 from ocelli.eval.tasks import resolve_tasks
 
-from .conftest import FakeBackend
+from .conftest import FakeBackend, JSONHandler, serving
 
 
-class FakeJudge(BaseHTTPRequestHandler):
+class FakeJudge(JSONHandler):
     """Rates by what the graded answer says: the reference -> 10, "garbage" -> a reply
     without a rating, "down" -> HTTP 503 while `down` is set, anything else -> 2."""
 
@@ -39,26 +37,12 @@ class FakeJudge(BaseHTTPRequestHandler):
             text = "Wrong colour.\nRating: [[2]]"
         return self._send(200, {"choices": [{"message": {"role": "assistant", "content": text}}]})
 
-    def _send(self, status, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
 
 @pytest.fixture
 def judge_url():
     FakeJudge.down, FakeJudge.seen = True, []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeJudge)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"openai:http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(FakeJudge) as url:
+        yield f"openai:{url}/v1"
 
 
 ANSWERS = {

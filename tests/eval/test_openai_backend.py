@@ -3,9 +3,7 @@
 
 import base64
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -15,8 +13,10 @@ from ocelli.eval.harness import evaluate
 from ocelli.eval.runner import prepare
 from ocelli.eval.tasks import resolve_tasks
 
+from .conftest import JSONHandler, serving
 
-class FakeOpenAI(BaseHTTPRequestHandler):
+
+class FakeOpenAI(JSONHandler):
     answers: dict = {}
     failures: dict = {}  # prompt -> how many times to answer 500 first
     delay_prompts: set = set()
@@ -43,17 +43,6 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         }
         return self._send(200, reply)
 
-    def _send(self, status, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
 
 @pytest.fixture
 def server():
@@ -63,12 +52,8 @@ def server():
         set(),
         [],
     )
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(FakeOpenAI) as url:
+        yield f"{url}/v1"
 
 
 def test_evaluation_through_an_openai_compatible_server(server, world_dir, tmp_path):

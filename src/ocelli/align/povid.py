@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ocelli.align.pairs import PreferencePair
-from ocelli.align.preference_data import diff_spans
+from ocelli.align.preference_data import span_pair
 from ocelli.data.images import load_image
 from ocelli.eval.metrics.claims import score_description
 from ocelli.generate.logits import VCDConfig
@@ -59,20 +59,17 @@ def povid_pairs(
         score = score_description(rejected, scene)
         if not rejected.strip() or rejected == chosen or score.precision >= 1.0:
             continue
-        chosen_span, rejected_span = diff_spans(chosen, rejected)
         pairs.append(
-            PreferencePair(
-                id=f"{record['id']}_povid",
-                image=image,
-                prompt=prompt,
-                chosen=chosen,
-                rejected=rejected,
+            span_pair(
+                record["id"],
+                image,
+                prompt,
+                chosen,
+                rejected,
                 kind="povid",
                 source="model/noised-image",
                 image_id=scene.id,
                 detail=f"noise step {noise_step}; rejected claim precision {score.precision:.3f}",
-                chosen_spans=[chosen_span],
-                rejected_spans=[rejected_span],
             )
         )
     return pairs

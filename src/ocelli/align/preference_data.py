@@ -200,6 +200,24 @@ def diff_spans(first: str, second: str) -> tuple[tuple[int, int], tuple[int, int
     return (prefix, len(first) - suffix), (prefix, len(second) - suffix)
 
 
+def span_pair(
+    record_id: str, image: str, prompt: str, chosen: str, rejected: str, **fields: Any
+) -> PreferencePair:
+    """A pair of two free texts (e.g. model answers) with their differing middles marked
+    as the changed spans; `fields` are the rest of PreferencePair's (kind, source, ...)."""
+    chosen_span, rejected_span = diff_spans(chosen, rejected)
+    return PreferencePair(
+        id=f"{record_id}_{fields['kind']}",
+        image=image,
+        prompt=prompt,
+        chosen=chosen,
+        rejected=rejected,
+        chosen_spans=[chosen_span],
+        rejected_spans=[rejected_span],
+        **fields,
+    )
+
+
 def summarize(pairs: Sequence[PreferencePair]) -> dict[str, Any]:
     """Pairs per kind and, for the yes/no pairs, the share whose chosen answer is yes
     (a share far from 0.5 would teach the model a bias)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ocelli.align.pairs import PreferencePair
-from ocelli.align.preference_data import diff_spans
+from ocelli.align.preference_data import span_pair
 from ocelli.errors import ConfigError
 from ocelli.eval.metrics.claims import score_description
 from ocelli.world.loading import load_conversations, load_scenes
@@ -64,20 +64,17 @@ def sampled_pairs(
         (best, chosen), (worst, rejected) = scored[0], scored[-1]
         if best - worst < min_gap or chosen == rejected:
             continue
-        chosen_span, rejected_span = diff_spans(chosen, rejected)
         pairs.append(
-            PreferencePair(
-                id=f"{record['id']}_sampled",
-                image=image,
-                prompt=prompt,
-                chosen=chosen,
-                rejected=rejected,
+            span_pair(
+                record["id"],
+                image,
+                prompt,
+                chosen,
+                rejected,
                 kind="sampled",
                 source="model",
                 image_id=scene.id,
                 detail=f"claim F1 {best:.3f} vs {worst:.3f} of {num_samples} samples",
-                chosen_spans=[chosen_span],
-                rejected_spans=[rejected_span],
             )
         )
     return pairs
