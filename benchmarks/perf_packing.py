@@ -15,7 +15,14 @@ before the side runs) minus the resident memory before it, after freed memory we
 to the OS, divided by the batch size. It covers activations, gradients and the
 optimizer state (the same on every side), not the model weights.
 
+With `--set frozen_vision=true` every side trains as stage 2 does, the vision tower
+frozen: ocelli's `train()` then reads each image's tower output computed once before
+training (what `ocelli train` does in stages 1 and 2; that one-off time is reported),
+while the plain loop runs the frozen tower at every step, as a textbook loop does.
+
     python benchmarks/perf_packing.py --threads 2
+    python benchmarks/perf_packing.py --threads 1 --set frozen_vision=true \
+        --out benchmarks/results/perf_packing_frozen.json --no-docs
     python benchmarks/perf_packing.py --threads 1 --set batch_size=8 --no-docs
 """
 
@@ -60,6 +67,7 @@ class PackingBenchConfig:
     memory_steps: int = 2  # steps of the separate memory measurement, per side
     lr: float = 1e-4
     max_grad_norm: float = 1.0
+    frozen_vision: bool = False  # stage 2's set-up (see the module docstring)
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_text_tokens <= self.max_text_tokens:
@@ -240,12 +248,15 @@ def run(config: PackingBenchConfig, threads: int | None) -> dict[str, Any]:
             ocelli_model.config.num_image_tokens,
             ocelli_model.config.vision_config.image_size,
         )
+        ocelli_data, precompute_s = dataset, None
+        if config.frozen_vision:
+            ocelli_data, precompute_s = freeze_vision(ocelli_model, llava_model, dataset)
         steps: dict[str, Callable[[int], dict[str, Any]]] = {
             "ocelli_packed": lambda n: ocelli_steps(
-                ocelli_model, dataset, config, n, True, work_dir
+                ocelli_model, ocelli_data, config, n, True, work_dir
             ),
             "ocelli_padded": lambda n: ocelli_steps(
-                ocelli_model, dataset, config, n, False, work_dir
+                ocelli_model, ocelli_data, config, n, False, work_dir
             ),
             "hf": lambda n: hf_steps(llava_model, dataset, config, n),
         }
@@ -267,9 +278,33 @@ def run(config: PackingBenchConfig, threads: int | None) -> dict[str, Any]:
                     for side in order
                 }
             )
-    return summarize(
+    results = summarize(
         rounds, memory, padding_figures(dataset, config, round_steps), config, threads, load_before
     )
+    results["vision_features_precompute_s"] = precompute_s
+    results["num_images"] = len(dataset)
+    return results
+
+
+@torch.no_grad()
+def freeze_vision(
+    ocelli_model: torch.nn.Module, llava_model: torch.nn.Module, dataset: Dataset
+) -> tuple[list[dict[str, torch.Tensor]], float]:
+    """Freeze both vision towers; ocelli's samples with the tower's output in place of
+    the pixels, and the seconds that took (once per image, before training)."""
+    ocelli_model.freeze(vision=True)
+    for name, parameter in llava_model.named_parameters():
+        if "vision_tower" in name:
+            parameter.requires_grad_(False)
+    began = time.perf_counter()
+    ocelli_model.eval()
+    samples = []
+    for index in range(len(dataset)):
+        item = dict(dataset[index])
+        item["vision_features"] = ocelli_model.get_vision_features(item.pop("pixel_values"))
+        samples.append(item)
+    ocelli_model.train()
+    return samples, time.perf_counter() - began
 
 
 def summarize(
@@ -338,7 +373,8 @@ def render(record: dict[str, Any]) -> str:
             f"{results['padded_tokens_per_real_token']:.2f} padded, "
             f"{results['packed_tokens_per_real_token']:.2f} packed "
             f"({results['packed_rows_per_batch']:.1f} rows of <= {config['pack_max_tokens']} "
-            f"tokens per batch of {config['batch_size']}). torch.compile: not used.",
+            f"tokens per batch of {config['batch_size']}). torch.compile: not used."
+            + frozen_note(results, config),
             "",
             f"*{common.caption(record)} Model: {config['model']['vision']} encoder, mlp connector, "
             f"{config['model']['language_model']} LM; batch {config['batch_size']}, one image and "
@@ -349,6 +385,17 @@ def render(record: dict[str, Any]) -> str:
             "during a side's steps minus before, per sample (activations, gradients, optimizer "
             "state; not the weights).*",
         ]
+    )
+
+
+def frozen_note(results: dict[str, Any], config: dict[str, Any]) -> str:
+    if not config.get("frozen_vision"):
+        return ""
+    return (
+        " Vision tower frozen on every side (stage 2's set-up): ocelli reads each image's "
+        "tower output computed once before training "
+        f"({results['vision_features_precompute_s']:.2f} s for the {results['num_images']} "
+        "images, not in the step times); the plain loop runs the frozen tower every step."
     )
 
 

@@ -39,6 +39,18 @@ def test_perf_packing_measures_three_sides_and_their_memory(tmp_path):
 
 
 @pytest.mark.slow
+def test_perf_packing_with_the_vision_tower_frozen_reads_precomputed_features(tmp_path):
+    out = tmp_path / "perf_packing_frozen.json"
+    argv = ["--threads", "1", "--out", str(out), "--no-docs", "--set", "frozen_vision=true"]
+    record = perf_packing.main(argv + [arg for item in TINY_PAIR for arg in ("--set", item)])
+    results = record["results"]
+    assert results["vision_features_precompute_s"] > 0
+    assert results["num_images"] == 4 * 2  # batch x (warm-up + timed steps)
+    assert all(results[side]["samples_per_s"] > 0 for side in perf_packing.SIDES)
+    assert "Vision tower frozen on every side" in perf_packing.render(record)
+
+
+@pytest.mark.slow
 def test_ablation_trains_and_scores_each_connector(tmp_path):
     argv = ["--tiny", "--steps", "1", "--connectors", "mlp,adapter", "--eval-limit", "4"]
     argv += ["--threads", "1", "--out", str(tmp_path / "runs")]
