@@ -14,7 +14,7 @@ from torch import nn
 
 from ocelli.errors import ConfigError
 from ocelli.model.connectors.base import Connector, require_positive_ints
-from ocelli.model.connectors.spatial import grid_side, projector, to_grid
+from ocelli.model.connectors.spatial import check_token_budget, grid_side, projector, to_grid
 from ocelli.model.registry import register_connector
 
 
@@ -60,14 +60,10 @@ class CAbstractorConnector(Connector):
 
     @classmethod
     def output_tokens(cls, num_input_tokens: int, options: dict[str, Any]) -> int:
-        side = grid_side(cls, num_input_tokens)
-        if options["num_tokens"] > num_input_tokens:
-            raise ConfigError(
-                f"connector c-abstractor: connector_config.num_tokens {options['num_tokens']} is "
-                f"more than the encoder's {num_input_tokens} ({side}x{side}) features; it "
-                f"compresses, so use at most {num_input_tokens}"
-            )
-        return options["num_tokens"]
+        grid_side(cls, num_input_tokens)
+        return check_token_budget(
+            "c-abstractor", options["num_tokens"], num_input_tokens, "compresses"
+        )
 
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
         grid = self.input_projection(to_grid(self.standardize(image_features)))

@@ -28,7 +28,7 @@ from torch import nn
 
 from ocelli.errors import ConfigError
 from ocelli.model.connectors.base import Connector, require_positive_ints
-from ocelli.model.connectors.spatial import grid_side, projector, to_grid
+from ocelli.model.connectors.spatial import check_token_budget, grid_side, projector, to_grid
 from ocelli.model.registry import register_connector
 
 
@@ -55,14 +55,8 @@ class SalientConnector(Connector):
 
     @classmethod
     def output_tokens(cls, num_input_tokens: int, options: dict[str, Any]) -> int:
-        side = grid_side(cls, num_input_tokens)
-        if options["num_tokens"] > num_input_tokens:
-            raise ConfigError(
-                f"connector salient: connector_config.num_tokens {options['num_tokens']} is more "
-                f"than the encoder's {num_input_tokens} ({side}x{side}) features; it selects, so "
-                f"use at most {num_input_tokens}"
-            )
-        return options["num_tokens"]
+        grid_side(cls, num_input_tokens)
+        return check_token_budget("salient", options["num_tokens"], num_input_tokens, "selects")
 
     def select(self, features: torch.Tensor) -> torch.Tensor:
         """Indices (B, num_tokens) of the kept places, ascending (raster order)."""

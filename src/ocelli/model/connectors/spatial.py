@@ -33,3 +33,16 @@ def to_grid(features: torch.Tensor) -> torch.Tensor:
 def projector(input_dim: int, text_dim: int) -> nn.Sequential:
     """Two linear layers with GELU between (the LLaVA-1.5 projector shape)."""
     return nn.Sequential(nn.Linear(input_dim, text_dim), nn.GELU(), nn.Linear(text_dim, text_dim))
+
+
+def check_token_budget(name: str, num_tokens: int, num_input_tokens: int, verb: str) -> int:
+    """`num_tokens` when a grid connector that `verb`s the encoder's features can give that
+    many; ConfigError otherwise (a square grid is checked first)."""
+    side = math.isqrt(num_input_tokens)
+    if num_tokens > num_input_tokens:
+        raise ConfigError(
+            f"connector {name}: connector_config.num_tokens {num_tokens} is more than the "
+            f"encoder's {num_input_tokens} ({side}x{side}) features; it {verb}, so use at most "
+            f"{num_input_tokens}"
+        )
+    return num_tokens
