@@ -49,6 +49,42 @@ def test_candidate_scores_match_the_pipeline(pipeline, samples):
         assert mine == pytest.approx(theirs, abs=1e-4)
 
 
+@pytest.mark.parametrize("pass_cost", [0, shared_prefix.PASS_COST, 10**9])
+def test_candidate_scores_and_rankings_match_the_pipeline_however_rows_are_grouped(
+    pipeline, samples, monkeypatch, pass_cost
+):
+    # 0: a pass per distinct row shape; 10**9: every row in one pass.
+    monkeypatch.setattr(shared_prefix, "PASS_COST", pass_cost)
+    images = [s.images for s in samples[:12]]
+    prompts = [s.prompt for s in samples[:12]]
+    digits = [str(n) for n in range(10)]  # one token each: one column per candidate
+    candidates = [digits, ["yes", "no"], ["1", "2", "three"], [], ["red", "blue", "green"]] * 2
+    candidates += [["a", "b"], ["gray", "purple", "small", "large", "circle", "star"]]
+    encode = pipeline.processor.tokenizer.encode
+    assert all(len(encode(digit, add_special_tokens=False)) == 1 for digit in digits)
+    expected = pipeline.score_batch(images, prompts, candidates, batch_size=12)
+    got = shared_prefix.score_candidates(pipeline, images, prompts, candidates)
+    assert [len(row) for row in got] == [len(row) for row in candidates]
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine == pytest.approx(theirs, abs=1e-5)
+        if mine:  # the same answer
+            assert mine.index(max(mine)) == theirs.index(max(theirs))
+
+
+def test_rows_are_grouped_by_length():
+    one_token = ([1, 2], [1, 2])  # an answer token and the closing one: one column
+    shapes = [(60, 20), (5, 1), (61, 20), (6, 1), (59, 20), (5, 2)]  # suffix, candidates
+    rows = [shared_prefix._Row([7] * length, [one_token] * count) for length, count in shapes]
+    groups = shared_prefix._groups(rows)
+    assert sorted(sorted(group) for group in groups) == [[0, 2, 4], [1, 3, 5]]
+    assert shared_prefix._groups(rows[:1]) == [[0]]
+
+
+def test_a_prompt_too_short_to_share_is_left_to_the_pipeline(pipeline):
+    with pytest.raises(shared_prefix.Unshareable, match="no prefix to share"):
+        shared_prefix._read_prefixes(pipeline, [[]], [[5]], own_tokens=1)
+
+
 def test_the_backend_falls_back_for_connectors_inside_the_language_model(
     pipeline, samples, monkeypatch
 ):

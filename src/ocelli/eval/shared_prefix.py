@@ -9,13 +9,18 @@ per distinct image, one pass over the questions' own tokens, then greedy decodin
 drops the rows that ended and stops as soon as every answer has.
 
 Rows are laid out [pad | prefix | pad | question | answer...]: position ids are counted
-over the attention mask, so a row reads exactly like its unpadded prompt. Only connectors
-that put image tokens in the sequence can share a prefix (one acting inside the language
-model's layers needs the image at every step): `supports()` says which.
+over the attention mask, so a row reads exactly like its unpadded prompt. Ranking closed
+answers (`score_candidates`) reads a batch's image prefixes once too, then puts each
+question and all its candidate answers in one row under a 4D attention mask.
+
+Only connectors that put image tokens in the sequence can share a prefix (one acting
+inside the language model's layers needs the image at every step): `supports()` says
+which.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,7 +34,10 @@ class Unshareable(OcelliError, ValueError):
     """The prompts cannot be split into a shared prefix and a continuation."""
 
 
-FEW_CANDIDATES = 4  # rows of at most this many candidates are scored apart from longer ones
+# A forward pass's fixed cost in padded tokens' worth of compute: rows are cut into
+# separately padded groups only when that saves more (small models on CPU; see _groups).
+PASS_COST = 96
+SUFFIX, PADDING = -2, -1  # what a scoring row's column holds, besides candidate k >= 0
 
 
 def supports(pipeline: Any) -> bool:
@@ -65,22 +73,36 @@ class _Prefixed:
         self.logits = self.logits[rows]
 
 
+class _Prefixes:
+    """Each distinct (images, prefix) of a batch after one pass: its cache and attention
+    mask (one row per distinct prefix, left-padded), the logits after it, which row each
+    prompt starts from, and each prompt's own tokens after its prefix."""
+
+    def __init__(
+        self, cache: Any, mask: torch.Tensor, logits: torch.Tensor, owners: list, suffixes: list
+    ) -> None:
+        self.cache, self.mask, self.logits = cache, mask, logits
+        self.owners, self.suffixes = owners, suffixes
+
+
 def _split(ids: list[int], image_token_id: int) -> int:
     """Where a prompt's shared part ends: after its last image token (1 without images)."""
     positions = [i for i, token in enumerate(ids) if token == image_token_id]
     return positions[-1] + 1 if positions else 1
 
 
-def _read_prompts(
-    pipeline: Any, images: Sequence[list[Any]], prompts: list[list[int]]
-) -> _Prefixed:
-    """Run each distinct (images, prefix) once, then every prompt's own tokens on it."""
-    processor, model, device = pipeline.processor, pipeline.model, pipeline.device
-    image_token_id = processor.image_token_id
+def _read_prefixes(
+    pipeline: Any, images: Sequence[list[Any]], prompts: list[list[int]], own_tokens: int = 0
+) -> _Prefixes:
+    """Run each distinct (images, prefix) once; every prompt keeps at least `own_tokens`
+    of its tokens out of its prefix."""
+    processor, device = pipeline.processor, pipeline.device
     groups: dict[tuple, int] = {}
     prefixes, pixels, owners, suffixes = [], [], [], []
     for sample_images, ids in zip(images, prompts, strict=True):
-        cut = _split(ids, image_token_id)
+        cut = min(_split(ids, processor.image_token_id), len(ids) - own_tokens)
+        if cut < 1:
+            raise Unshareable(f"a prompt of {len(ids)} token(s) leaves no prefix to share")
         key = (tuple(str(image) for image in sample_images), tuple(ids[:cut]))
         if key not in groups:
             groups[key] = len(prefixes)
@@ -92,23 +114,33 @@ def _read_prompts(
     batch = pipeline._to_device(processor.pad(prefixes, padding_side="left"))
     if pixels:
         batch["pixel_values"] = torch.cat(pixels).to(device=device, dtype=pipeline.dtype)
-    prefix_mask = batch["attention_mask"]
-    rows = torch.tensor(owners, device=device)
-    out = model(
+    mask = batch["attention_mask"]
+    out = pipeline.model(
         **batch,
-        position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0),
+        position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
         use_cache=True,
         logits_to_keep=1,
     )
-    cache = out.past_key_values
+    return _Prefixes(out.past_key_values, mask, out.logits[:, -1], owners, suffixes)
+
+
+def _read_prompts(
+    pipeline: Any, images: Sequence[list[Any]], prompts: list[list[int]]
+) -> _Prefixed:
+    """Run each distinct (images, prefix) once, then every prompt's own tokens on it."""
+    processor, model, device = pipeline.processor, pipeline.model, pipeline.device
+    read = _read_prefixes(pipeline, images, prompts)
+    rows = torch.tensor(read.owners, device=device)
+    cache = read.cache
     cache.batch_select_indices(rows)
-    prefix_lengths = prefix_mask.sum(-1)[rows]
-    if not any(suffixes):  # every prompt ends at its image: nothing of its own to read
-        return _Prefixed(cache, prefix_mask[rows], prefix_lengths, out.logits[rows, -1])
-    own = pipeline._to_device(processor.pad(suffixes, padding_side="left"))
+    prefix_mask = read.mask[rows]
+    prefix_lengths = prefix_mask.sum(-1)
+    if not any(read.suffixes):  # every prompt ends at its image: nothing of its own to read
+        return _Prefixed(cache, prefix_mask, prefix_lengths, read.logits[rows])
+    own = pipeline._to_device(processor.pad(read.suffixes, padding_side="left"))
     own_mask = own["attention_mask"]
     positions = prefix_lengths.unsqueeze(1) + (own_mask.cumsum(-1) - 1).clamp(min=0)
-    mask = torch.cat([prefix_mask[rows], own_mask], dim=1)
+    mask = torch.cat([prefix_mask, own_mask], dim=1)
     logits = model(
         input_ids=own["input_ids"],
         attention_mask=mask,
@@ -172,83 +204,159 @@ def score_candidates(
     """Summed log-probability of each candidate as the whole answer, closing
     `<|im_end|>` included (what `pipeline.score_batch` gives).
 
-    All candidates of a prompt follow it in one row, each attending to the prompt and to
-    its own earlier tokens only (a 4D attention mask), so one pass scores them all
-    without copying the prompt's keys and values once per candidate. Prompts with few
-    candidates (yes/no) and many (ten colours) are scored apart, so the short rows are
-    not padded to the long ones (an image shared by both is read twice)."""
-    few = [i for i, options in enumerate(candidates) if len(options) <= FEW_CANDIDATES]
-    many = [i for i, options in enumerate(candidates) if len(options) > FEW_CANDIDATES]
-    if not few or not many:
-        return _score_rows(pipeline, images, prompts, candidates)
+    Each distinct image prefix is read once for the batch. Then one row per prompt holds
+    its own tokens followed by all its candidates, each candidate attending to the
+    prompt and to its own earlier tokens only (a 4D attention mask), so one pass reads
+    the question and scores every candidate. A candidate's last token (`<|im_end|>`)
+    predicts nothing scored, so it is never an input: a one-token answer costs one
+    column. Rows are cut into groups of similar lengths (`_groups`), so a yes/no row is
+    not padded to a ten-colour one."""
     scores: list[list[float]] = [[] for _ in prompts]
-    for group in (few, many):
-        pick = [candidates[i] for i in group]
-        part = _score_rows(pipeline, [images[i] for i in group], [prompts[i] for i in group], pick)
-        for index, row in zip(group, part, strict=True):
-            scores[index] = row
+    asked = [index for index, options in enumerate(candidates) if options]
+    if not asked:
+        return scores
+    images, prompts = [images[i] for i in asked], [prompts[i] for i in asked]
+    options = [candidates[i] for i in asked]
+    prompt_ids = _prompt_ids(pipeline, images, prompts)
+    answers = _answers(pipeline, images, prompts, prompt_ids, options)
+    read = _read_prefixes(pipeline, images, prompt_ids, own_tokens=1)
+    rows = [
+        _Row(suffix, [answers[option] for option in row_options])
+        for suffix, row_options in zip(read.suffixes, options, strict=True)
+    ]
+    groups = _groups(rows)
+    for number, group in enumerate(groups):
+        # Selecting rows replaces the cache's tensors: every group but the last works on
+        # a copy, so the next one still finds the prefixes.
+        cache = read.cache if number == len(groups) - 1 else copy.deepcopy(read.cache)
+        owners = torch.tensor([read.owners[i] for i in group], device=pipeline.device)
+        cache.batch_select_indices(owners)
+        values = _score_group(pipeline, cache, read.mask[owners], [rows[i] for i in group])
+        for index, row_scores in zip(group, values, strict=True):
+            scores[asked[index]] = row_scores
     return scores
 
 
-def _score_rows(
+class _Row:
+    """One prompt's tokens after its prefix, and its candidates' (token ids, labels)."""
+
+    def __init__(self, suffix: list[int], answers: list[tuple[list[int], list[int]]]) -> None:
+        self.suffix, self.answers = suffix, answers
+        # Each candidate's tokens but the last are inputs: see score_candidates.
+        self.width = sum(len(ids) - 1 for ids, _ in answers)
+
+
+def _answers(
     pipeline: Any,
     images: Sequence[list[Any]],
     prompts: Sequence[str],
+    prompt_ids: list[list[int]],
     candidates: Sequence[Sequence[str]],
-) -> list[list[float]]:
-    processor = pipeline.processor
-    prompt_ids = []
+) -> dict[str, tuple[list[int], list[int]]]:
+    """Every distinct candidate's (token ids, labels), tokenised once per batch."""
     answers: dict[str, tuple[list[int], list[int]]] = {}
-    for sample_images, prompt, options in zip(images, prompts, candidates, strict=True):
-        messages = pipeline.conversation(sample_images, prompt)
-        ids = processor.encode_prompt(messages, len(sample_images))["input_ids"]
-        prompt_ids.append(ids)
+    for sample_images, prompt, ids, options in zip(
+        images, prompts, prompt_ids, candidates, strict=True
+    ):
+        messages = None
         for option in options:
             if option not in answers:  # the same tokens after any prompt: see _answer_tokens
-                answers[option] = _answer_tokens(processor, messages, sample_images, ids, option)
-    if not answers:
-        return [[] for _ in prompts]
-    state = _read_prompts(pipeline, images, prompt_ids)
+                messages = messages or pipeline.conversation(sample_images, prompt)
+                answers[option] = _answer_tokens(
+                    pipeline.processor, messages, sample_images, ids, option
+                )
+    return answers
+
+
+def _groups(rows: list[_Row]) -> list[list[int]]:
+    """Rows in groups, each group one forward pass padded to its longest suffix and its
+    widest candidates: rows sorted by candidate width are cut where the padded tokens
+    saved outweigh a pass's fixed cost (dynamic programming over the cut points)."""
+    order = sorted(range(len(rows)), key=lambda i: (rows[i].width, len(rows[i].suffix)))
+    best = [0.0] + [float("inf")] * len(order)  # cost of the first j rows
+    cut = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        widest = rows[order[end - 1]].width
+        longest = 0
+        for begin in range(end - 1, -1, -1):
+            longest = max(longest, len(rows[order[begin]].suffix))
+            cost = best[begin] + (end - begin) * (longest + widest) + PASS_COST
+            if cost < best[end]:
+                best[end], cut[end] = cost, begin
+    groups, end = [], len(order)
+    while end:
+        groups.append(order[cut[end] : end])
+        end = cut[end]
+    return groups[::-1]
+
+
+class _Layout:
+    """A group's rows [pad | suffix | candidate 0 | candidate 1 | ... | pad] as lists:
+    the tokens, what each column holds (SUFFIX, PADDING or the candidate's index), its
+    position after the prefix, and each scored token as (row, the column predicting it,
+    its id, its candidate). Suffixes are left-padded to end at column `trunk - 1`, whose
+    output predicts every candidate's first token."""
+
+    def __init__(self, rows: list[_Row], pad_token_id: int) -> None:
+        self.trunk = max(len(row.suffix) for row in rows)
+        self.width = self.trunk + max(row.width for row in rows)
+        self.tokens: list[list[int]] = []
+        self.segments: list[list[int]] = []
+        self.positions: list[list[int]] = []
+        self.scored: list[tuple[int, int, int, int]] = []
+        for row_index, row in enumerate(rows):
+            pad = self.trunk - len(row.suffix)
+            tokens = [pad_token_id] * pad + row.suffix
+            segments = [PADDING] * pad + [SUFFIX] * len(row.suffix)
+            positions = [0] * pad + list(range(len(row.suffix)))
+            for candidate, (ids, labels) in enumerate(row.answers):
+                column = len(tokens)
+                for offset, label in enumerate(labels):
+                    if label != IGNORE_INDEX:  # token `offset` is predicted by the one before
+                        predicting = column + offset - 1 if offset else self.trunk - 1
+                        self.scored.append((row_index, predicting, label, candidate))
+                tokens += ids[:-1]
+                segments += [candidate] * (len(ids) - 1)
+                positions += range(len(row.suffix), len(row.suffix) + len(ids) - 1)
+            fill = self.width - len(tokens)
+            self.tokens.append(tokens + [pad_token_id] * fill)
+            self.segments.append(segments + [PADDING] * fill)
+            self.positions.append(positions + [0] * fill)
+
+
+def _score_group(
+    pipeline: Any, cache: Any, prefix_mask: torch.Tensor, rows: list[_Row]
+) -> list[list[float]]:
+    """Every candidate's score for `rows`, in one forward pass after their prefixes."""
     device = pipeline.device
-    width = max(sum(len(answers[o][0]) for o in options) for options in candidates)
-    shape = (len(prompts), width)
-    tokens = torch.full(shape, processor.pad_token_id, dtype=torch.long)
-    labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
-    segment = torch.full(shape, -1, dtype=torch.long)  # which candidate a column holds
-    offset = torch.zeros(shape, dtype=torch.long)  # its place in that candidate
-    for row, options in enumerate(candidates):
-        column = 0
-        for index, option in enumerate(options):
-            ids, row_labels = answers[option]
-            span = slice(column, column + len(ids))
-            tokens[row, span], labels[row, span] = torch.tensor(ids), torch.tensor(row_labels)
-            segment[row, span], offset[row, span] = index, torch.arange(len(ids))
-            column += len(ids)
-    tokens, labels, segment, offset = (t.to(device) for t in (tokens, labels, segment, offset))
-    own = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
-    own &= offset[:, None, :] <= offset[:, :, None]
-    prompt_part = state.mask.bool()[:, None, :].expand(-1, width, -1)
+    layout = _Layout(rows, pipeline.processor.pad_token_id)
+    segment = torch.tensor(layout.segments, device=device)
+    columns = torch.arange(layout.width, device=device)
+    # A column sees the prompt's suffix up to itself and its own candidate's earlier
+    # tokens; never padding or another candidate.
+    keys = segment[:, None, :]
+    own = (columns[None, :, None] >= columns[None, None, :]) & (keys != PADDING)
+    own &= (keys == SUFFIX) | (keys == segment[:, :, None])
+    prompt_part = prefix_mask.bool()[:, None, :].expand(-1, layout.width, -1)
     allowed = torch.cat([prompt_part, own], dim=2).unsqueeze(1)
     # Additive (0 or the lowest value): eager attention adds the mask, sdpa takes either.
     mask = torch.zeros(allowed.shape, dtype=pipeline.dtype, device=device)
     mask.masked_fill_(~allowed, torch.finfo(pipeline.dtype).min)
+    kept = layout.width - layout.trunk + 1  # the LM head runs from the suffix's end only
     logits = pipeline.model(
-        input_ids=tokens,
+        input_ids=torch.tensor(layout.tokens, device=device),
         attention_mask=mask,
-        position_ids=state.next_position.unsqueeze(1) + offset,
-        past_key_values=state.cache,
-    ).logits.float()
-    # Token j of a candidate is predicted by the one before it, its first by the prompt.
-    previous = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
-    first = offset == 0
-    predicting = torch.where(first[..., None], state.logits.float()[:, None, :], previous)
-    log_probs = torch.log_softmax(predicting, dim=-1)
-    scored = labels != IGNORE_INDEX
-    token_scores = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * scored
-    most = max(len(options) for options in candidates)
-    sums = torch.zeros((len(prompts), most + 1), device=device, dtype=token_scores.dtype)
-    sums.scatter_add_(1, torch.where(segment >= 0, segment, most), token_scores)
-    return [sums[row, : len(options)].tolist() for row, options in enumerate(candidates)]
+        position_ids=prefix_mask.sum(-1, keepdim=True)
+        + torch.tensor(layout.positions, device=device),
+        past_key_values=cache,
+        logits_to_keep=kept,
+    ).logits
+    row, column, label, candidate = torch.tensor(layout.scored, device=device).unbind(1)
+    predicting = logits[row, column - (layout.width - kept)].float()
+    token_scores = torch.log_softmax(predicting, dim=-1).gather(1, label[:, None]).squeeze(1)
+    sums = torch.zeros((len(rows), max(len(r.answers) for r in rows)), device=device)
+    sums.index_put_((row, candidate), token_scores, accumulate=True)
+    return [sums[index, : len(r.answers)].tolist() for index, r in enumerate(rows)]
 
 
 def _answer_tokens(
