@@ -3,10 +3,13 @@ no label crossing a boundary, each sample's images in its own place."""
 
 import pytest
 import torch
+from transformers import AttentionInterface
 
 from ocelli.data import IGNORE_INDEX, PadCollator
 from ocelli.data.packing import PackCollator, packed_collation, plan_rows
 from ocelli.errors import ConfigError
+from ocelli.model import modeling
+from ocelli.model.packed_attention import PACKED_SDPA, sample_boundaries
 from tests.model.tiny import IMAGE_TOKEN_ID, PAD_TOKEN_ID, images, make_model, prompt
 
 
@@ -51,6 +54,7 @@ def per_token_losses(model, batch: dict) -> torch.Tensor:
 def test_plan_rows_first_fit_in_order_and_long_samples_alone():
     assert plan_rows([5, 4, 3, 2], max_tokens=8) == [[0, 2], [1, 3]]
     assert plan_rows([10, 2], max_tokens=8) == [[0], [1]]
+    assert plan_rows([10, 2], max_tokens=None) == [[0, 1]]
 
 
 @pytest.mark.parametrize("language_model", ["llama-tiny", "qwen2-tiny"])
@@ -144,3 +148,63 @@ def test_train_with_packing_sees_the_same_first_loss_as_padding(tmp_path):
         )
         first_losses[packing] = losses[0]
     assert first_losses[True] == pytest.approx(first_losses[False], abs=1e-5)
+
+
+def loss_and_grads(model, batch: dict) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    model.train()
+    model.zero_grad()
+    loss = model(**batch).loss
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("language_model", ["llama-tiny", "qwen2-tiny", "qwen2-moe-tiny"])
+def test_per_sample_attention_and_labelled_head_match_the_dense_mask(language_model, monkeypatch):
+    """Packed rows attend one sample at a time and project only labelled positions; the
+    loss (router loss included) and gradients are those of transformers' block-diagonal
+    mask over whole rows with logits everywhere."""
+    model = make_model(language_model=language_model)
+    packed = PackCollator(PAD_TOKEN_ID, max_tokens=64)(samples(model))
+    calls = []
+    kernel = AttentionInterface._global_mapping[PACKED_SDPA]
+    monkeypatch.setitem(
+        AttentionInterface._global_mapping,
+        PACKED_SDPA,
+        lambda *args, **kwargs: calls.append(1) or kernel(*args, **kwargs),
+    )
+    per_sample = loss_and_grads(model, packed)
+    assert len(calls) == model.config.text_config.num_hidden_layers
+    assert model.language_model.config._attn_implementation == "sdpa"  # restored
+    monkeypatch.setattr(modeling, "attends_per_sample", lambda language_model: False)
+    dense = loss_and_grads(model, packed)
+    assert len(calls) == model.config.text_config.num_hidden_layers
+    torch.testing.assert_close(per_sample[0], dense[0], atol=1e-6, rtol=1e-6)
+    # float32 summation order only: within 1e-5 of each gradient's largest value
+    for fast, reference in zip(per_sample[1], dense[1], strict=True):
+        torch.testing.assert_close(
+            fast, reference, atol=1e-7 + 1e-5 * reference.abs().max(), rtol=0
+        )
+
+
+def test_packed_logits_come_only_at_labelled_positions():
+    model = make_model()
+    packed = PackCollator(PAD_TOKEN_ID, max_tokens=None)(samples(model))
+    num_labelled = int((packed["labels"] != IGNORE_INDEX).sum())
+    with torch.no_grad():
+        logits = model(**packed).logits
+    assert logits.shape == (num_labelled, model.config.text_config.vocab_size)
+
+
+def test_sample_boundaries_follow_position_restarts_and_rows():
+    position_ids = torch.tensor([[0, 1, 2, 0, 1, 0], [0, 1, 0, 1, 2, 3]])
+    assert sample_boundaries(position_ids).tolist() == [0, 3, 5, 6, 8, 12]
+
+
+def test_one_row_per_batch_when_the_model_attends_per_sample():
+    model = make_model()
+    collator, _ = packed_collation(PadCollator(PAD_TOKEN_ID), 64, model)
+    assert collator.max_tokens is None
+    assert len(collator(samples(model))["input_ids"]) == 1
+    model.language_model.config._attn_implementation = "eager"  # needs the dense mask
+    collator, _ = packed_collation(PadCollator(PAD_TOKEN_ID), 64, model)
+    assert collator.max_tokens == 64

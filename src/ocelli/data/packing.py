@@ -10,6 +10,12 @@ cache, and the LM makes one whenever use_cache is on (its config default), so th
 turns it off. tests/data/test_packing.py checks that a packed batch gives each sample
 the loss it has unpacked, and that without the restarts it would not.
 
+With a language model on sdpa, ocelli's model attends to each sample of a packed row on
+its own (ocelli.model.packed_attention), so a row's length costs nothing and no mask is
+built: `train()` then puts all of a batch's samples in one row, with no padding at all.
+`max_tokens` bounds the rows of other attention kernels, whose cost grows with the
+square of a row's length.
+
 Images stay with their sample: the model writes image features over the image-token
 positions in row-major order, so the collator concatenates each row's images in the
 order its samples sit in the row.
@@ -26,15 +32,18 @@ from torch import nn
 from ocelli.data.collate import PadCollator
 from ocelli.data.processing import IGNORE_INDEX
 from ocelli.errors import ConfigError
+from ocelli.model.packed_attention import attends_per_sample
 
 IMAGE_KEYS = ("pixel_values", "vision_features")
 
 
-def plan_rows(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
-    """Sample indices per row, first fit in the given order (deterministic).
+def plan_rows(lengths: Sequence[int], max_tokens: int | None) -> list[list[int]]:
+    """Sample indices per row, first fit in the given order (deterministic); None: one row.
 
     A sample longer than `max_tokens` gets a row of its own: the budget is a target for
     filling rows, never a reason to cut a conversation."""
+    if max_tokens is None:
+        return [list(range(len(lengths)))]
     rows: list[list[int]] = []
     room: list[int] = []
     for index, length in enumerate(lengths):
@@ -50,15 +59,18 @@ def plan_rows(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
 
 
 class PackCollator:
-    """Packs a list of samples (input_ids, labels, optional images) into rows.
+    """Packs a list of samples (input_ids, labels, optional images) into rows of about
+    `max_tokens` tokens, or all in one row with `max_tokens=None`.
 
     The batch holds input_ids, labels and position_ids of shape (rows, width), the
     images of every row in order and use_cache=False; no attention_mask, which would
     switch transformers off its packed-sequence path. Padding at a row's end forms a segment of its own
     with labels -100, so it attends to nothing real and costs no loss."""
 
-    def __init__(self, pad_token_id: int, max_tokens: int, pad_to_multiple_of: int = 1) -> None:
-        if max_tokens < 1:
+    def __init__(
+        self, pad_token_id: int, max_tokens: int | None, pad_to_multiple_of: int = 1
+    ) -> None:
+        if max_tokens is not None and max_tokens < 1:
             raise ConfigError(f"pack max_tokens must be >= 1, got {max_tokens}")
         self.pad_token_id = pad_token_id
         self.max_tokens = max_tokens
@@ -106,7 +118,8 @@ class PackCollator:
 def packed_collation(
     collate_fn: Callable[[list[Any]], Any], max_tokens: int, model: nn.Module
 ) -> tuple[PackCollator, Callable[[Any], int]]:
-    """The packing counterpart of a `PadCollator` and its token counter, for `train()`.
+    """The packing counterpart of a `PadCollator` and its token counter, for `train()`:
+    one row per batch when the model attends per sample, else rows of `max_tokens`.
 
     Refuses what packing would silently break: collators of other batch layouts, and
     connectors acting inside the LM's layers (gated cross-attention, visual experts),
@@ -124,5 +137,8 @@ def packed_collation(
             "packed sample see the images of the others in its row; set train.packing: false "
             "or use a token-level connector (mlp, qformer, perceiver, pixel-shuffle, ...)"
         )
+    language_model = getattr(model, "language_model", None)
+    if language_model is not None and attends_per_sample(language_model):
+        max_tokens = None
     collator = PackCollator(collate_fn.pad_token_id, max_tokens, collate_fn.pad_to_multiple_of)
     return collator, collator.count_tokens

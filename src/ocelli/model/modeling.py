@@ -8,6 +8,7 @@ including its loss, KV cache and generation.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,11 @@ from ocelli.model.language_models import (
     language_model_config,
     load_language_model,
 )
+from ocelli.model.packed_attention import attends_per_sample, packed_attention
 from ocelli.model.presets import ComponentSpec, resolve_component
 from ocelli.model.registry import CONNECTORS, LANGUAGE_MODELS, VISION_ENCODERS
+
+IGNORE_INDEX = -100  # label of positions without loss (PyTorch's cross_entropy default)
 
 
 @dataclass
@@ -273,7 +277,13 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
 
         `vision_features` (the vision tower's output for each image) may replace
         `pixel_values` while the tower is frozen: training stages compute them once per
-        image instead of once per step."""
+        image instead of once per step.
+
+        Packed rows (`position_ids` restarting per sample, no attention_mask, use_cache
+        False; ocelli.data.packing) attend one sample at a time when the LM uses sdpa
+        (ocelli.model.packed_attention), and with `labels` the LM head and loss run only
+        at the positions that have a label: the same loss, and `logits` holds those
+        positions only, flattened to (num_labelled, vocab)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise PromptError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
@@ -294,17 +304,26 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
             # A mixture-of-experts LM's router loss only matters for training, and
             # transformers' version fails on cached decoding with an attention mask.
             kwargs.setdefault("output_router_logits", False)
-        outputs = self.language_model(
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            labels=labels,
-            use_cache=use_cache,
-            logits_to_keep=logits_to_keep,
-            return_dict=True,
-            **kwargs,
+        packed = self._attends_per_sample(attention_mask, position_ids, past_key_values, use_cache)
+        if packed and labels is not None and _keeps_all_logits(logits_to_keep):
+            # the vocabulary projection only where a label reads it: the same loss
+            logits_to_keep, kwargs["shift_labels"] = labelled_positions(labels)
+        attention = (
+            packed_attention(self.language_model, position_ids) if packed else nullcontext({})
         )
+        with attention as attention_kwargs:
+            outputs = self.language_model(
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=past_key_values,
+                labels=labels,
+                use_cache=use_cache,
+                logits_to_keep=logits_to_keep,
+                return_dict=True,
+                **kwargs,
+                **attention_kwargs,
+            )
         return OcelliCausalLMOutput(
             loss=outputs.loss,
             logits=outputs.logits,
@@ -316,6 +335,23 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
             # includes router_aux_loss_coef * aux_loss
             aux_loss=getattr(outputs, "aux_loss", None),
             router_logits=getattr(outputs, "router_logits", None),
+        )
+
+    def _attends_per_sample(
+        self,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        past_key_values: Cache | None,
+        use_cache: bool | None,
+    ) -> bool:
+        """Packed rows (what transformers reads as packed: position ids, no mask, no
+        cache) for an LM that packed_attention keeps exact."""
+        return (
+            position_ids is not None
+            and attention_mask is None
+            and past_key_values is None
+            and use_cache is False
+            and attends_per_sample(self.language_model)
         )
 
     def _check_connector_is_hooked(self) -> None:
@@ -449,6 +485,20 @@ def _images_per_sample(positions: list[int], counts: list[int]) -> list[int] | N
             return None
         result.append(taken)
     return result if image == len(counts) else None
+
+
+def labelled_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the LM's logits meet a label, and those labels: position t predicts
+    labels[t + 1], so (positions as a boolean mask, shifted labels) for `logits_to_keep`
+    and the LM loss's `shift_labels`. The loss (mean over labelled tokens) is unchanged."""
+    has_label = labels[:, 1:] != IGNORE_INDEX
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = has_label
+    return keep, labels[:, 1:][has_label]
+
+
+def _keeps_all_logits(logits_to_keep: int | torch.Tensor) -> bool:
+    return isinstance(logits_to_keep, int) and logits_to_keep == 0
 
 
 def _is_prefill(past_key_values: Cache | None) -> bool:
