@@ -58,7 +58,8 @@ def test_gradient_accumulation_matches_a_bigger_batch(tmp_path):
         )
     reference_weights, reference_losses = runs[(4, 1)]
     for key, (other_weights, losses) in runs.items():
-        assert losses == pytest.approx(reference_losses, abs=1e-6), key
+        # to float32 precision: one unit in the last place of a loss near 16 is 1.9e-6
+        assert losses == pytest.approx(reference_losses, rel=2e-7, abs=1e-6), key
         for name, tensor in reference_weights.items():
             torch.testing.assert_close(other_weights[name], tensor, atol=1e-6, rtol=0, msg=str(key))
 

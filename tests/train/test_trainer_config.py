@@ -72,3 +72,29 @@ def test_plan_steps_from_epochs_and_warmup_ratio():
 def test_dataset_smaller_than_a_global_batch_is_a_config_error():
     with pytest.raises(ConfigError, match="fewer than one global batch of 16"):
         plan_steps(TrainConfig(batch_size=8, grad_accum_steps=2), num_samples=10, num_processes=1)
+
+
+def test_fused_adamw_takes_the_steps_of_the_textbook_one():
+    import torch
+
+    from ocelli.train.trainer_config import build_optimizer
+
+    config = TrainConfig(lr=1e-2, weight_decay=0.1, schedule="constant", max_steps=5)
+    plan = plan_steps(config, num_samples=8, num_processes=1)
+    models = [torch.nn.Linear(6, 4) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    fused, _ = build_optimizer(models[0], None, config, plan)
+    assert fused.defaults["fused"]
+    weight, bias = models[1].parameters()  # matrices decay, vectors do not, as in ocelli
+    textbook = torch.optim.AdamW(
+        [{"params": [weight], "weight_decay": 0.1}, {"params": [bias], "weight_decay": 0.0}],
+        lr=config.lr,
+    )
+    inputs = torch.randn(3, 6, generator=torch.Generator().manual_seed(0))
+    for _ in range(5):
+        for model, optimizer in zip(models, (fused, textbook), strict=True):
+            model(inputs).square().sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    for ours, theirs in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-6)

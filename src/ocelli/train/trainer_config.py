@@ -181,14 +181,19 @@ ParamGroups = Mapping[str, tuple[Sequence["nn.Parameter"], float]]
 def build_optimizer(
     model: nn.Module, param_groups: ParamGroups | None, config: TrainConfig, plan: StepPlan
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW over the groups, and the warm-up + decay schedule stepped once per optimizer step."""
+    """AdamW over the groups, and the warm-up + decay schedule stepped once per optimizer step.
+
+    The fused AdamW kernel (one pass over each tensor instead of a dozen) where every
+    parameter allows it: the same update, computed in fewer passes."""
     import torch
 
+    groups = build_param_groups(model, param_groups, config)
     optimizer = torch.optim.AdamW(
-        build_param_groups(model, param_groups, config),
+        groups,
         lr=config.lr,
         betas=config.betas,
         eps=config.eps,
+        fused=all(_fusable(p) for group in groups for p in group["params"]),
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -197,6 +202,17 @@ def build_optimizer(
         ),
     )
     return optimizer, scheduler
+
+
+def _fusable(parameter: torch.Tensor) -> bool:
+    import torch
+
+    return parameter.device.type in ("cpu", "cuda") and parameter.dtype in (
+        torch.float32,
+        torch.float16,
+        torch.bfloat16,
+        torch.float64,
+    )
 
 
 def build_param_groups(
