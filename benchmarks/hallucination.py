@@ -2,17 +2,23 @@
 
 Rows: the SFT model (stage 2, `instruct/final`) with greedy decoding (the baseline),
 with temperature-1 sampling, with visual contrastive decoding at each `vcd_alphas`
-value, the DPO-aligned model (stage 3, `dpo/final`) with greedy decoding, and, with
-`align_rows` on, three more models of the same SFT start, each decoded greedily:
-  DPO + SFT term   stage 3's pairs and settings plus `dpo_sft_weight` of SFT loss on
-                   the chosen answers (TRL's rpo_alpha)
-  RLHF             GRPO against a Bradley-Terry reward model trained on stage 3's pairs
-  RL (verifiable)  GRPO against the world's exact reward (answers checked against the
-                   scene graph, descriptions scored by claim F1)
+value, its greedy answers rewritten by ocelli.align.corrector (Woodpecker), the
+DPO-aligned model (stage 3, `dpo/final`) with greedy decoding, and, with `align_rows`
+on, five more models of the same SFT start, each decoded greedily:
+  LRV-augmented SFT     `lrv_steps` more steps of SFT on stage 2's conversations with
+                        the world's LRV negative instructions mixed in
+  DPO + SFT term        stage 3's pairs and settings plus `dpo_sft_weight` of SFT loss
+                        on the chosen answers (TRL's rpo_alpha)
+  Segment-weighted DPO  the same with the changed spans' tokens weighted
+    + SFT term          `dpo_segment_weight` (RLHF-V), so the two rows differ in that only
+  RLHF                  GRPO against a Bradley-Terry reward model trained on stage 3's pairs
+  RL (verifiable)       GRPO against the world's exact reward (answers checked against the
+                        scene graph, descriptions scored by claim F1) on `rl_kinds` prompts
 These are trained into `align_dir` (default RUN/bench-align) unless already there;
 their settings and training figures are kept with the results.
 Columns: POPE accuracy / F1 / yes-ratio for its three samplings (random, popular,
-adversarial), CHAIR_i and CHAIR_s over detailed captions, world-VQA accuracy (with the
+adversarial), CHAIR_i and CHAIR_s over detailed captions, the exact claim precision and
+fact recall of the same captions against the scene graph, world-VQA accuracy (with the
 blind baseline of the same questions) and the time per answer relative to greedy.
 Every row answers the same questions (ocelli.eval's tasks, seeded).
 
@@ -40,6 +46,10 @@ from ocelli.train.quickstart import HALLUCINATION_METRICS, HALLUCINATION_TASKS
 
 NAME = "hallucination"
 POPE_KINDS = ("random", "popular", "adversarial")
+# The quickstart's hallucination tasks plus exact claim precision / fact recall of the
+# same detailed descriptions CHAIR reads (ocelli.eval's `faith`).
+TASKS = (*HALLUCINATION_TASKS, "faith")
+CLAIM_METRICS = ("precision", "recall", "f1")
 # The quickstart recipe shrunk to seconds, for --tiny: a 48-image English world, a
 # one-layer LM, one step a stage and a few preference pairs.
 TINY_RECIPE = [
@@ -67,9 +77,13 @@ class HallucinationBenchConfig:
     sampling: bool = True  # also the SFT model with temperature-1 sampling
     woodpecker: bool = True  # also SFT greedy answers rewritten by ocelli.align.corrector
     seed: int = 0
-    align_rows: bool = True  # also DPO + SFT term, RLHF and RL (verifiable reward)
+    align_rows: bool = True  # also LRV-augmented SFT, the two DPO variants, RLHF and RL
     align_dir: str | None = None  # where those models are trained; None: RUN/bench-align
+    lrv_steps: int = 100  # LRV-augmented SFT: steps of lrv_batch_size records at lrv_lr
+    lrv_batch_size: int = 16
+    lrv_lr: float = 1e-4
     dpo_sft_weight: float = 1.0
+    dpo_segment_weight: float = 5.0  # the segment-weighted row (RLHF-V used 5)
     reward_steps: int = 80  # reward model: steps at stage 3's batch size and lr 1e-4
     rl_steps: int = 60
     rl_batch_size: int = 8  # prompts per step; each gets rl_group_size sampled answers
@@ -78,11 +92,23 @@ class HallucinationBenchConfig:
     rl_kl_coef: float = 0.04
     rl_max_new_tokens: int = 48
     rl_num_prompts: int | None = 2000  # a seeded sample of the training world's prompts
+    rl_kinds: list[str] = field(default_factory=lambda: ["vqa", "describe"])
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1 or self.batch_size < 1:
             raise ConfigError(
                 f"limit and batch_size must be >= 1, got {self.limit}, {self.batch_size}"
+            )
+        if self.lrv_steps < 1 or self.lrv_batch_size < 1 or not self.lrv_lr > 0:
+            raise ConfigError(
+                f"lrv_steps and lrv_batch_size must be >= 1 and lrv_lr positive, got "
+                f"{self.lrv_steps}, {self.lrv_batch_size}, {self.lrv_lr}"
+            )
+        from ocelli.align.rewards import PROMPT_KINDS
+
+        if not self.rl_kinds or not set(self.rl_kinds) <= set(PROMPT_KINDS):
+            raise ConfigError(
+                f"rl_kinds must name one or more of {', '.join(PROMPT_KINDS)}, got {self.rl_kinds}"
             )
 
 
@@ -171,42 +197,85 @@ def methods(config: HallucinationBenchConfig, run: Path) -> list[tuple[str, Path
     return rows
 
 
-ALIGN_ROWS = ("DPO + SFT term", "RLHF (learned reward)", "RL (verifiable reward)")
+ALIGN_ROWS = (
+    "LRV-augmented SFT",
+    "DPO + SFT term",
+    "Segment-weighted DPO + SFT term",
+    "RLHF (learned reward)",
+    "RL (verifiable reward)",
+)
+ALIGN_DIRS = dict(
+    zip(ALIGN_ROWS, ("lrv-sft", "dpo-sft", "dpo-segment", "rlhf", "rl-world"), strict=True)
+)
+RL_ROWS = ("RLHF (learned reward)", "RL (verifiable reward)")
 
 
 def align_models(config: HallucinationBenchConfig, run: Path) -> dict[str, Path]:
     """The extra models' final directories, trained from the run's SFT model when they
     are not there yet; their summaries go to align_dir/summaries.json."""
-    from ocelli.align import DPOConfig, RLConfig, train_dpo, train_reward, train_rl
+    from ocelli.align import DPOConfig, lrv_conversations, train_dpo, train_reward, train_sft
+    from ocelli.data import load_conversations
     from ocelli.train.trainer_config import TrainConfig
     from ocelli.utils.io import atomic_write_json
 
     out = Path(config.align_dir) if config.align_dir else run / "bench-align"
-    sft, pairs = run / "instruct" / "final", run / "dpo" / "pairs.jsonl"
+    sft, pairs, world = run / "instruct" / "final", run / "dpo" / "pairs.jsonl", run / "world"
     stage3_file = run / "dpo" / "align_summary.json"
     if not pairs.is_file() or not stage3_file.is_file():
         raise CheckpointError(
-            f"{run / 'dpo'} lacks pairs.jsonl or align_summary.json, which the DPO + SFT term, "
+            f"{run / 'dpo'} lacks pairs.jsonl or align_summary.json, which the DPO variants, "
             "RLHF and RL rows train from; rerun stage 3 or --set align_rows=false"
         )
     stage3 = json.loads(stage3_file.read_text(encoding="utf-8"))
-    dirs = dict(zip(ALIGN_ROWS, (out / "dpo-sft", out / "rlhf", out / "rl-world"), strict=True))
+    dirs = {name: out / ALIGN_DIRS[name] for name in ALIGN_ROWS}
     reward_dir = out / "reward"
 
     def missing(directory: Path) -> bool:
         return not (directory / "final" / "config.json").is_file()
 
-    if missing(dirs["DPO + SFT term"]):
-        dpo = DPOConfig(**{**stage3["dpo"], "sft_weight": config.dpo_sft_weight})
-        train_dpo(sft, pairs, dirs["DPO + SFT term"], dpo, TrainConfig(**stage3["train"]))
+    if missing(dirs["LRV-augmented SFT"]):
+        # Stage 2's instruction data with the LRV negatives mixed in, from the SFT model.
+        records = load_conversations(world / "train" / "conversations.json")
+        records += lrv_conversations(world / "train", config.seed)
+        lrv_train = TrainConfig(
+            lr=config.lrv_lr,
+            max_steps=config.lrv_steps,
+            batch_size=config.lrv_batch_size,
+            seed=config.seed,
+        )
+        train_sft(sft, records, dirs["LRV-augmented SFT"], lrv_train, description="lrv sft")
+    dpo_rows = {
+        "DPO + SFT term": {"sft_weight": config.dpo_sft_weight},
+        "Segment-weighted DPO + SFT term": {
+            "sft_weight": config.dpo_sft_weight,
+            "segment_weight": config.dpo_segment_weight,
+        },
+    }
+    for name, changes in dpo_rows.items():
+        if missing(dirs[name]):
+            dpo = DPOConfig(**{**stage3["dpo"], **changes})
+            train_dpo(sft, pairs, dirs[name], dpo, TrainConfig(**stage3["train"]))
     if missing(reward_dir):
         batch = stage3["train"]["batch_size"]
         reward_train = TrainConfig(lr=1e-4, max_steps=config.reward_steps, batch_size=batch)
         train_reward(sft, pairs, reward_dir, reward_train)
+    train_rl_rows(config, run, dirs, reward_dir)
+    atomic_write_json(out / "summaries.json", align_summaries(dirs, reward_dir))
+    return {name: directory / "final" for name, directory in dirs.items()}
+
+
+def train_rl_rows(
+    config: HallucinationBenchConfig, run: Path, dirs: dict[str, Path], reward_dir: Path
+) -> None:
+    """GRPO from the SFT model against the learned reward and the world's exact one."""
+    from ocelli.align import RLConfig, train_rl
+    from ocelli.train.trainer_config import TrainConfig
+
     rl = RLConfig(
         group_size=config.rl_group_size,
         kl_coef=config.rl_kl_coef,
         max_new_tokens=config.rl_max_new_tokens,
+        kinds=list(config.rl_kinds),
         num_prompts=config.rl_num_prompts,
     )
     rl_train = TrainConfig(
@@ -220,10 +289,9 @@ def align_models(config: HallucinationBenchConfig, run: Path) -> dict[str, Path]
         "RL (verifiable reward)": "world",
     }
     for name, spec in specs.items():
-        if missing(dirs[name]):
+        if not (dirs[name] / "final" / "config.json").is_file():
+            sft = run / "instruct" / "final"
             train_rl(sft, run / "world" / "train", spec, dirs[name], rl, rl_train)
-    atomic_write_json(out / "summaries.json", align_summaries(dirs, reward_dir))
-    return {name: directory / "final" for name, directory in dirs.items()}
 
 
 def align_summaries(dirs: dict[str, Path], reward_dir: Path) -> dict[str, Any]:
@@ -233,13 +301,20 @@ def align_summaries(dirs: dict[str, Path], reward_dir: Path) -> dict[str, Any]:
     def read(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
 
-    dpo = read(dirs["DPO + SFT term"] / "align_summary.json")
+    lrv = read(dirs["LRV-augmented SFT"] / "sft_summary.json")
     reward = read(reward_dir / "reward_summary.json")
     summaries: dict[str, Any] = {
-        "DPO + SFT term": {"dpo": dpo["dpo"], "steps": dpo["result"]["steps"]},
+        "LRV-augmented SFT": {
+            "num_records": lrv["num_records"],
+            "train": {k: lrv["train"][k] for k in ("lr", "max_steps", "batch_size")},
+            "final_loss": lrv["result"]["final_loss"],
+        },
         "reward model": {k: v for k, v in reward.items() if k != "result"},
     }
-    for name in ("RLHF (learned reward)", "RL (verifiable reward)"):
+    for name in ("DPO + SFT term", "Segment-weighted DPO + SFT term"):
+        dpo = read(dirs[name] / "align_summary.json")
+        summaries[name] = {"dpo": dpo["dpo"], "steps": dpo["result"]["steps"]}
+    for name in RL_ROWS:
         rl = read(dirs[name] / "rl_summary.json")
         train = {k: rl["train"][k] for k in ("lr", "max_steps", "batch_size")}
         summaries[name] = {
@@ -262,7 +337,7 @@ def measure_row(
     began = time.perf_counter()
     results = evaluate(
         backend,
-        ",".join(HALLUCINATION_TASKS),
+        ",".join(TASKS),
         work / f"row{len(list(work.iterdir()))}",
         data_dir=test,
         limit=config.limit,
@@ -275,7 +350,11 @@ def measure_row(
     seconds = time.perf_counter() - began
     answers = sum(task["num_samples"] for task in results["tasks"].values()) + len(vqa.records)
     row = {
-        task: {k: round(v, 4) for k, v in values["metrics"].items() if k in HALLUCINATION_METRICS}
+        task: {
+            k: round(v, 4)
+            for k, v in values["metrics"].items()
+            if k in (CLAIM_METRICS if task == "faith" else HALLUCINATION_METRICS)
+        }
         for task, values in results["tasks"].items()
     }
     return {
@@ -331,25 +410,27 @@ def render(record: dict[str, Any]) -> str:
     results = record["results"]
     header = ["method"]
     header += [f"POPE {kind} acc / F1 / yes" for kind in POPE_KINDS]
-    header += ["CHAIR_i", "CHAIR_s", "VQA acc", "time / greedy"]
+    header += ["CHAIR_i", "CHAIR_s", "claim P / R", "VQA acc", "time / greedy"]
     table = []
     for row in results["rows"]:
         pope = [row[f"pope_{kind}"] for kind in POPE_KINDS]
         cells = [f"{p['accuracy']:.3f} / {p['f1']:.3f} / {p['yes_ratio']:.2f}" for p in pope]
+        claims = f"{row['faith']['precision']:.3f} / {row['faith']['recall']:.3f}"
         table.append(
             [row["method"], *cells, f"{row['chair']['chair_i']:.3f}", f"{row['chair']['chair_s']:.3f}",
-             f"{row['vqa_accuracy']:.3f}", f"{row['time_vs_greedy']:.2f}x"]
+             claims, f"{row['vqa_accuracy']:.3f}", f"{row['time_vs_greedy']:.2f}x"]
         )  # fmt: skip
     first = results["rows"][0]
     return "\n".join(
         [
-            "### Hallucination: SFT greedy against sampling, VCD, DPO and RL",
+            "### Hallucination: SFT greedy against sampling, VCD, Woodpecker, LRV, DPO and RL",
             "",
             common.markdown_table(header, table),
             "",
             f"*{common.caption(record)} Run `{results['run']}`, world test split; "
             f"{first['num_answers']} answers a row (POPE and VQA up to "
-            f"{record['config']['limit']} questions each, CHAIR over as many captions); "
+            f"{record['config']['limit']} questions each, CHAIR and claim precision / fact "
+            "recall over as many detailed captions); "
             f"blind VQA baseline on the same questions {first['vqa_blind_baseline']:.3f}. "
             "Time is each row's wall time per answer over the greedy row's, on a shared "
             "machine. Produced by `benchmarks/hallucination.py`.*",
@@ -362,26 +443,37 @@ def render(record: dict[str, Any]) -> str:
 
 
 def training_note(trained: dict[str, Any] | None) -> str:
-    """How the DPO + SFT term, RLHF and RL rows were trained, from their summaries."""
+    """How the extra rows' models were trained, from their summaries."""
     if not trained:
         return ""
-    dpo, reward = trained["DPO + SFT term"], trained["reward model"]
+    lrv, reward = trained["LRV-augmented SFT"], trained["reward model"]
     parts = [
-        f"DPO + SFT term: stage 3's pairs and settings with SFT weight "
-        f"{dpo['dpo']['sft_weight']:g}, {dpo['steps']} steps.",
+        f"LRV-augmented SFT: the SFT model tuned {lrv['train']['max_steps']} more steps of "
+        f"{lrv['train']['batch_size']} at lr {lrv['train']['lr']:g} on stage 2's "
+        f"conversations with the LRV negative instructions mixed in ({lrv['num_records']} "
+        "records).",
+    ]
+    for name in ("DPO + SFT term", "Segment-weighted DPO + SFT term"):
+        dpo = trained[name]["dpo"]
+        parts.append(
+            f"{name}: stage 3's pairs and settings with SFT weight {dpo['sft_weight']:g} and "
+            f"segment weight {dpo['segment_weight']:g}, {trained[name]['steps']} steps."
+        )
+    parts.append(
         f"Reward model: {reward['num_train_pairs']} stage 3 pairs, "
         f"{reward['train']['max_steps']} steps, held-out accuracy "
         f"{reward['heldout_accuracy_before']:.3f} -> {reward['heldout_accuracy']:.3f} on "
-        f"{reward['num_heldout_pairs']} pairs.",
-    ]
-    for name in ("RLHF (learned reward)", "RL (verifiable reward)"):
+        f"{reward['num_heldout_pairs']} pairs."
+    )
+    for name in RL_ROWS:
         run = trained[name]
         rl, train, first, last = run["rl"], run["train"], run["first_step"], run["last_step"]
         parts.append(
-            f"{name}: {rl['advantage'].upper()}, {train['max_steps']} steps of "
-            f"{train['batch_size']} prompts x {rl['group_size']} answers, KL coefficient "
-            f"{rl['kl_coef']:g}, lr {train['lr']:g}; batch reward {first['reward_mean']:.3f} "
-            f"(step 1) -> {last['reward_mean']:.3f} (step {last['step']}), KL {last['kl']:.4f}."
+            f"{name}: {rl['advantage'].upper()} on {'/'.join(rl['kinds'])} prompts, "
+            f"{train['max_steps']} steps of {train['batch_size']} prompts x "
+            f"{rl['group_size']} answers, KL coefficient {rl['kl_coef']:g}, lr {train['lr']:g}; "
+            f"batch reward {first['reward_mean']:.3f} (step 1) -> {last['reward_mean']:.3f} "
+            f"(step {last['step']}), KL {last['kl']:.4f}."
         )
     return "*" + " ".join(parts) + "*"
 
@@ -398,6 +490,7 @@ def write_plot(record: dict[str, Any], out_png: Path) -> None:
         "POPE adversarial F1": [r["pope_adversarial"]["f1"] for r in rows],
         "POPE adversarial yes-ratio": [r["pope_adversarial"]["yes_ratio"] for r in rows],
         "CHAIR_i": [r["chair"]["chair_i"] for r in rows],
+        "claim precision": [r["faith"]["precision"] for r in rows],
         "VQA accuracy": [r["vqa_accuracy"] for r in rows],
     }
     figure, axis = plt.subplots(figsize=(9, 4))
@@ -426,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if known.tiny:
         settings += ["limit=4", "batch_size=4", "vcd_alphas=[1.0]", "reward_steps=2"]
         settings += ["rl_steps=2", "rl_batch_size=2", "rl_group_size=2", "rl_max_new_tokens=12"]
-        settings += ["rl_num_prompts=16"]
+        settings += ["rl_num_prompts=16", "lrv_steps=2", "lrv_batch_size=4"]
     rest = [arg for item in settings for arg in ("--set", item)] + list(rest)
     config, args = common.parse_args(
         HallucinationBenchConfig, __doc__.split("\n")[0], rest, common.RESULTS_DIR / f"{NAME}.json"

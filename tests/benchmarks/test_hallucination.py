@@ -7,7 +7,7 @@ from pathlib import Path
 import hallucination
 import pytest
 
-from ocelli.errors import CheckpointError
+from ocelli.errors import CheckpointError, ConfigError
 from ocelli.eval.backends import LocalBackend
 from ocelli.eval.tasks.world_text import DETAILED_PROMPTS
 from ocelli.world import QUICKSTART_WORLD, generate_dataset, text
@@ -27,11 +27,17 @@ def test_hallucination_benchmark_measures_every_row(tmp_path):
         "SFT + VCD (alpha 1)",
         "SFT greedy + Woodpecker",
         "DPO (stage 3) greedy",
+        "LRV-augmented SFT greedy",
         "DPO + SFT term greedy",
+        "Segment-weighted DPO + SFT term greedy",
         "RLHF (learned reward) greedy",
         "RL (verifiable reward) greedy",
     ]
     trained = record["results"]["align_training"]
+    assert trained["LRV-augmented SFT"]["train"]["max_steps"] == record["config"]["lrv_steps"]
+    segment = trained["Segment-weighted DPO + SFT term"]["dpo"]
+    assert segment["segment_weight"] == record["config"]["dpo_segment_weight"]
+    assert trained["DPO + SFT term"]["dpo"]["segment_weight"] == 1.0
     assert trained["RL (verifiable reward)"]["reward"] == "world"
     assert trained["RLHF (learned reward)"]["reward"].startswith("model:")
     assert trained["RL (verifiable reward)"]["last_step"]["step"] == record["config"]["rl_steps"]
@@ -39,11 +45,13 @@ def test_hallucination_benchmark_measures_every_row(tmp_path):
         for kind in ("random", "popular", "adversarial"):
             assert 0 <= row[f"pope_{kind}"]["yes_ratio"] <= 1
         assert 0 <= row["chair"]["chair_i"] <= 1 and 0 <= row["vqa_accuracy"] <= 1
+        assert 0 <= row["faith"]["precision"] <= 1 and 0 <= row["faith"]["recall"] <= 1
         assert row["num_answers"] > 0 and row["time_vs_greedy"] > 0
     assert rows[0]["time_vs_greedy"] == 1.0
     text = docs.read_text()
     assert "<!-- hallucination:start -->" in text and "| SFT greedy |" in text
-    assert "RL (verifiable reward): GRPO" in text
+    assert "RL (verifiable reward): GRPO" in text and "LRV-augmented SFT: the SFT model" in text
+    assert "claim P / R" in text
     assert (tmp_path / "images" / "hallucination.png").is_file()
 
 
@@ -64,6 +72,29 @@ def test_align_rows_need_stage_3_pairs(tmp_path):
         hallucination.methods(config, tmp_path)
     config.align_rows = False
     assert len(hallucination.methods(config, tmp_path)) == 6  # greedy, sampling, 2 VCD, DPO
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"lrv_steps": 0}, "lrv_steps and lrv_batch_size must be >= 1"),
+        ({"lrv_lr": 0.0}, "lrv_lr positive"),
+        ({"rl_kinds": ["captions"]}, "rl_kinds must name one or more of vqa, describe"),
+        ({"rl_kinds": []}, "rl_kinds must name one or more"),
+    ],
+)
+def test_bad_training_settings_are_refused_before_anything_runs(setting, message):
+    with pytest.raises(ConfigError, match=message):
+        hallucination.HallucinationBenchConfig(**setting)
+
+
+def test_bad_settings_from_the_command_line_are_refused_before_anything_runs(tmp_path):
+    out = tmp_path / "out.json"
+    with pytest.raises(ConfigError, match="rl_kinds"):
+        hallucination.main(
+            ["--run", str(tmp_path), "--set", "rl_kinds=[captions]", "--out", str(out)]
+        )
+    assert not out.exists()
 
 
 def _tiny_model_and_processor(lines):

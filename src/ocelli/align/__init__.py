@@ -1,7 +1,8 @@
 """ocelli.align: preference data from the world's ground truth, DPO/IPO against a frozen
-reference, a Bradley-Terry reward model, and RL (GRPO/RLOO) against the world's
-verifiable reward or a learned one, with a KL penalty to the SFT model. Decoding-time
-mitigation (VCD) lives in ocelli.generate.logits. See docs/alignment.md.
+reference, a Bradley-Terry reward model, RL (GRPO/RLOO) against the world's verifiable
+reward or a learned one, with a KL penalty to the SFT model, and further supervised
+tuning (LRV-augmented instructions). Decoding-time mitigation (VCD) lives in
+ocelli.generate.logits. See docs/alignment.md.
 
     from ocelli.align import write_preference_data, train_dpo, DPOConfig
     write_preference_data("data/world/train", "pairs.jsonl")
@@ -16,13 +17,14 @@ from ocelli.align.preference_data import (
     KINDS,
     build_preference_pairs,
     instruction_records,
+    lrv_conversations,
     write_preference_data,
 )
 from ocelli.align.reward import RewardModel, pair_accuracy
 from ocelli.align.rewards import LearnedReward, Reward, RLPrompt, WorldReward, world_prompts
 from ocelli.align.rl import RLConfig, RLModel, group_advantages, policy_loss
 from ocelli.align.sampled import sampled_pairs
-from ocelli.align.training import train_dpo, train_reward, train_rl
+from ocelli.align.training import train_dpo, train_reward, train_rl, train_sft
 
 __all__ = [
     "KINDS",
@@ -42,6 +44,7 @@ __all__ = [
     "group_advantages",
     "instruction_records",
     "load_pairs",
+    "lrv_conversations",
     "pair_accuracy",
     "policy_loss",
     "preference_loss",
@@ -52,6 +55,7 @@ __all__ = [
     "train_dpo",
     "train_reward",
     "train_rl",
+    "train_sft",
     "world_prompts",
     "write_pairs",
     "write_preference_data",

@@ -282,3 +282,16 @@ def instruction_records(pairs: Sequence[PreferencePair]) -> list[dict[str, Any]]
         for pair in pairs
         if pair.kind == "negative"
     ]
+
+
+def lrv_conversations(world_dir: str | Path, seed: int = 0, yes_ratio: float = 0.5) -> list[Any]:
+    """A world's LRV negative instructions as conversation records (ocelli.data's
+    ConversationRecord), ready to mix into instruction tuning."""
+    from ocelli.data.formats import parse_record
+
+    root = Path(world_dir).resolve()
+    pairs, _ = build_preference_pairs(root, ["negative"], seed, yes_ratio)
+    return [
+        parse_record(raw, root, where=f"LRV instruction {raw['id']}")
+        for raw in instruction_records(pairs)
+    ]

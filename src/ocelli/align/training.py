@@ -1,5 +1,6 @@
-"""Alignment runs on ocelli's training loop: DPO/IPO, the reward model and RL (GRPO or
-RLOO against a reward) from a saved SFT model directory.
+"""Alignment runs on ocelli's training loop: DPO/IPO, the reward model, RL (GRPO or
+RLOO against a reward) and further supervised tuning (LRV-augmented instructions) from
+a saved SFT model directory.
 
 The output directory has the loop's usual layout (checkpoints/, metrics.jsonl,
 final/); `final/` is a normal ocelli model directory with its processor, so
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,47 @@ def train_dpo(
         "result": result.summary(),
     }
     atomic_write_json(Path(out_dir) / "align_summary.json", summary)
+    return summary
+
+
+def train_sft(
+    model_dir: str | Path,
+    records: Sequence[Any],
+    out_dir: str | Path,
+    train_config: Any = None,
+    freeze_vision: bool = True,
+    description: str = "sft",
+) -> dict[str, Any]:
+    """Supervised tuning of the model in `model_dir` on conversation records (ocelli.data's
+    ConversationRecord), e.g. its instruction data with LRV's negative instructions mixed
+    in (`lrv_records`). Returns the loop's summary and writes it to OUT/sft_summary.json."""
+    from ocelli.data import ConversationDataset, PadCollator, count_tokens
+    from ocelli.train.loop import train
+    from ocelli.train.trainer_config import TrainConfig
+
+    if not records:
+        raise ConfigError("no conversation records to tune on")
+    train_config = train_config or TrainConfig(lr=1e-4, max_steps=50, batch_size=16)
+    model, processor = load_model_and_processor(model_dir)
+    if freeze_vision:
+        model.freeze(vision=True)
+    result = train(
+        model,
+        ConversationDataset(records, processor),
+        PadCollator(processor.tokenizer.pad_token_id),
+        train_config,
+        out_dir,
+        count_tokens=count_tokens,
+        description=description,
+    )
+    processor.save_pretrained(result.final_dir)
+    summary = {
+        "train": dataclasses.asdict(train_config),
+        "model": str(model_dir),
+        "num_records": len(records),
+        "result": result.summary(),
+    }
+    atomic_write_json(Path(out_dir) / "sft_summary.json", summary)
     return summary
 
 
