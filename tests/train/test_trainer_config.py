@@ -24,11 +24,17 @@ def test_unknown_key_is_a_config_error_naming_it():
         ({"betas": [0.9]}, "betas"),
         ({"lr": -1.0}, "lr"),
         ({"min_lr_ratio": 2.0}, "min_lr_ratio"),
+        ({"compile": "fast"}, "compile: expected true or false, got 'fast'"),
     ],
 )
 def test_invalid_values_are_config_errors(fields, fragment):
     with pytest.raises(ConfigError, match=fragment):
         from_dict(TrainConfig, fields)
+
+
+def test_compile_outside_yaml_must_be_a_bool():
+    with pytest.raises(ConfigError, match="compile must be true or false, got 'fast'"):
+        TrainConfig(compile="fast")
 
 
 def test_yaml_values_are_coerced():

@@ -147,11 +147,16 @@ def train(
     `attention_mask`, else the size of `input_ids`). Callbacks run on every process
     after every optimizer step. `config.packing` swaps a `PadCollator` for its packing
     counterpart (ocelli.data.packing), which brings its own token count.
+    `config.compile` compiles the LM's decoder layers in place (ocelli.train.compile).
     """
     if config.packing:
         from ocelli.data.packing import packed_collation
 
         collate_fn, count_tokens = packed_collation(collate_fn, config.pack_max_tokens, model)
+    if config.compile:
+        from ocelli.train.compile import compile_language_model_layers
+
+        compile_language_model_layers(model)
     accelerator = _make_accelerator(config)
     out_dir, root = Path(out_dir), Path(out_dir) / CHECKPOINTS_DIR
     plan = plan_steps(config, len(dataset), accelerator.num_processes)
