@@ -48,6 +48,10 @@ def test_perf_packing_with_the_vision_tower_frozen_reads_precomputed_features(tm
     assert results["num_images"] == 4 * 2  # batch x (warm-up + timed steps)
     assert all(results[side]["samples_per_s"] > 0 for side in perf_packing.SIDES)
     assert "Vision tower frozen on every side" in perf_packing.render(record)
+    assert set(results["first_call_s"]) == set(perf_packing.SIDES)
+    assert "torch.compile: not used" in perf_packing.render(record)
+    record["config"]["compile"] = True  # the note a run with --set compile=true writes
+    assert "the one-off compile falls in the untimed first call" in perf_packing.render(record)
 
 
 @pytest.mark.slow
