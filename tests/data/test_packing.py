@@ -9,7 +9,7 @@ from ocelli.data import IGNORE_INDEX, PadCollator
 from ocelli.data.packing import PackCollator, packed_collation, plan_rows
 from ocelli.errors import ConfigError
 from ocelli.model import modeling
-from ocelli.model.packed_attention import PACKED_SDPA, sample_boundaries
+from ocelli.model.packed_attention import PACKED_SDPA, attends_per_sample, sample_boundaries
 from tests.model.tiny import IMAGE_TOKEN_ID, PAD_TOKEN_ID, images, make_model, prompt
 
 
@@ -208,3 +208,11 @@ def test_one_row_per_batch_when_the_model_attends_per_sample():
     model.language_model.config._attn_implementation = "eager"  # needs the dense mask
     collator, _ = packed_collation(PadCollator(PAD_TOKEN_ID), 64, model)
     assert collator.max_tokens == 64
+
+
+def test_gradient_checkpointing_keeps_the_dense_mask():
+    """Its recomputation runs in the backward pass, outside the per-sample switch."""
+    model = make_model()
+    assert attends_per_sample(model.language_model)
+    model.gradient_checkpointing_enable()
+    assert not attends_per_sample(model.language_model)

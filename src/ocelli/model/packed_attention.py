@@ -42,13 +42,15 @@ def sample_boundaries(position_ids: torch.Tensor) -> torch.Tensor:
 
 def attends_per_sample(language_model: nn.Module) -> bool:
     """Whether `packed_attention` keeps this LM's attention exact: sdpa, full causal
-    attention in every layer (no sliding window, no logit soft-capping)."""
+    attention in every layer (no sliding window, no logit soft-capping), and no gradient
+    checkpointing, whose recomputation in the backward pass runs after the switch back."""
     config = language_model.config
     layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
     return (
         config._attn_implementation == "sdpa"
         and layer_types == {"full_attention"}
         and getattr(config, "attn_logit_softcapping", None) is None
+        and not getattr(language_model, "is_gradient_checkpointing", False)
     )
 
 
