@@ -58,6 +58,14 @@ def test_every_combination_runs_forward_and_loss(vision, language_model, connect
     assert model.connector.parameters().__next__().grad is not None
 
 
+def test_a_training_forward_with_labels_builds_no_kv_cache():
+    model = make_model().train()
+    ids, mask = left_pad([prompt(model, [1, 8, 9]), prompt(model, [1, 10])])
+    out = model(input_ids=ids, attention_mask=mask, pixel_values=images(2), labels=ids)
+    assert out.past_key_values is None
+    assert model.eval()(input_ids=ids, attention_mask=mask, pixel_values=images(2)).past_key_values
+
+
 def test_loss_is_the_shifted_next_token_loss_ignoring_minus_100():
     model = make_model()
     ids = torch.tensor([prompt(model, [1, 8, 9], suffix=[10, 11, 12])])

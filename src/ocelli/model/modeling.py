@@ -283,7 +283,8 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
         False; ocelli.data.packing) attend one sample at a time when the LM uses sdpa
         (ocelli.model.packed_attention), and with `labels` the LM head and loss run only
         at the positions that have a label: the same loss, and `logits` holds those
-        positions only, flattened to (num_labelled, vocab)."""
+        positions only, flattened to (num_labelled, vocab). A forward in training mode
+        with labels builds no KV cache unless `use_cache=True` asks for one."""
         if (input_ids is None) == (inputs_embeds is None):
             raise PromptError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
@@ -304,6 +305,8 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
             # A mixture-of-experts LM's router loss only matters for training, and
             # transformers' version fails on cached decoding with an attention mask.
             kwargs.setdefault("output_router_logits", False)
+        if use_cache is None and labels is not None and self.training:
+            use_cache = False  # a training step reads no KV cache; building one only costs
         packed = self._attends_per_sample(attention_mask, position_ids, past_key_values, use_cache)
         if packed and labels is not None and _keeps_all_logits(logits_to_keep):
             # the vocabulary projection only where a label reads it: the same loss
