@@ -3,7 +3,9 @@
 Both sides train the same model (the Llava one is exported from the ocelli one, so the
 weights and the logits match) on the same synthetic batches: random pixels and token ids
 with one image's placeholder run, the loss on the text positions only. A step is
-forward, backward, gradient clipping to 1.0 and AdamW on every parameter, on both sides.
+forward, backward, gradient clipping to 1.0 and AdamW on every parameter, on both sides
+(ocelli's `train()` steps AdamW on its fused kernel, the same update; the plain loop uses
+torch's default AdamW, as a textbook loop does).
 The two alternate in rounds (each round: warm-up steps, then timed steps), so a machine
 shared with other work slows both alike. A step's time runs from the end of one step to
 the end of the next (data, forward, backward, optimizer and the loop's bookkeeping);
