@@ -78,15 +78,29 @@ class Handle:
 
     async def deltas(self) -> AsyncIterator[str]:
         """Text as it is generated; sets `completion` when the sequence ends."""
-        while True:
-            kind, value = await self._events.get()
-            if kind == "delta":
-                yield value
-            elif kind == "done":
-                self.completion = value
-                return
-            else:
-                raise value
+        async for batch in self.delta_batches():
+            for delta in batch:
+                yield delta
+
+    async def delta_batches(self) -> AsyncIterator[list[str]]:
+        """Text as it is generated, in lists of the deltas that were waiting together: a
+        reader that falls behind the engine catches up in one go (a stream then sends them
+        in one write). `completion` is set before the last list, which may be empty."""
+        while self.completion is None:
+            events = [await self._events.get()]
+            while not self._events.empty():
+                events.append(self._events.get_nowait())
+            batch = []
+            for kind, value in events:
+                if kind == "delta":
+                    batch.append(value)
+                elif kind == "done":
+                    self.completion = value
+                else:
+                    if batch:
+                        yield batch
+                    raise value
+            yield batch
 
     async def result(self) -> Completion:
         async for _ in self.deltas():
