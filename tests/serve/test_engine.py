@@ -205,3 +205,26 @@ def test_admission_waits_for_company_while_a_batch_decodes(pipeline, one_thread)
     assert steps["held"] == 3
     assert steps["at_prefill"][-1] - submitted_at <= 4
     assert engine.shutdown(timeout=30)
+
+
+def test_a_ready_made_decode_mask_gives_the_same_tokens(pipeline, one_thread):
+    """With sdpa the engine hands each decode step its padding mask in 4D; transformers'
+    own mask from the 2D one must give the same answers (padded rows included)."""
+    prompts = [make_prompt(pipeline, q, with_image=i % 2 == 0) for i, q in enumerate(QUESTIONS)]
+    params = SamplingParams(max_tokens=12, ignore_eos=True)
+
+    def answers(ready_mask: bool) -> list[str]:
+        engine = Engine(pipeline.model, pipeline.processor, max_batch_size=8)
+        assert engine._ready_mask  # the tests' model uses sdpa
+        engine._ready_mask = ready_mask
+        engine.start()
+
+        async def together():
+            return await asyncio.gather(*(complete(engine, p, params) for p in prompts))
+
+        try:
+            return [c.text for c in run(together())]
+        finally:
+            assert engine.shutdown(timeout=30)
+
+    assert answers(ready_mask=True) == answers(ready_mask=False)

@@ -162,6 +162,9 @@ class Engine:
         self._text_config = getattr(model.config, "text_config", model.config)
         self._context = getattr(self._text_config, "max_position_embeddings", None)
         self._stop_ids = set(processor.stop_token_ids)
+        # With sdpa a decode step's mask is just each row's padding, which the engine can
+        # hand over ready-made: transformers would rebuild it from the 2D mask every step.
+        self._ready_mask = getattr(self._text_config, "_attn_implementation", None) == "sdpa"
         self._device = next(model.parameters()).device
         self._dtype = next(model.parameters()).dtype
         self._cond = threading.Condition()
@@ -305,6 +308,8 @@ class Engine:
         assert self._batch is not None
         input_ids = torch.tensor([[s.token_ids[-1]] for s in self._rows], device=self._device)
         mask, positions = self._batch.step_inputs()
+        if self._ready_mask:
+            mask = mask.bool()[:, None, None, :]  # (rows, heads, queries, keys), broadcast
         output = self.model(
             input_ids=input_ids,
             attention_mask=mask,
