@@ -1,5 +1,5 @@
 """Serving under load: `ocelli serve` in a subprocess on 127.0.0.1, driven by the `openai`
-client at several concurrencies, then a memory soak.
+client (or bare httpx) at several concurrencies, then a memory soak.
 
 Every request is streamed, carries one world image as a data URL and a world question,
 and asks for exactly `max_tokens` tokens (`ignore_eos`, vLLM's extension), so every level
@@ -13,15 +13,22 @@ records, every `soak_window_s`, the server's RSS, the window's latency p50 / p99
 tokens/s: memory is stable when the last third of the windows' RSS is within 5% (and
 10 MiB) of the first third's.
 
+The client shares the machine with the server, so its CPU per token is taken from the
+server's at high concurrency. `--set client=httpx` reads the same requests' server-sent
+events with bare httpx (one `json.loads` per chunk) instead of the `openai` package; every
+level of a run uses the same client, and the results say which.
+
     python benchmarks/serve_load.py --model runs/quickstart/instruct/final
     python benchmarks/serve_load.py --model DIR --soak-seconds 180
     python benchmarks/serve_load.py --tiny --no-docs        # a tiny random model
+    python benchmarks/serve_load.py --model DIR --set client=httpx
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import socket
 import subprocess
@@ -29,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +51,7 @@ from ocelli.errors import ConfigError
 NAME = "serve_load"
 MIB = 1024 * 1024
 STARTUP_TIMEOUT_S = 120
+CLIENTS = ("openai", "httpx")
 
 
 @dataclass
@@ -68,6 +76,7 @@ class ServeLoadConfig:
     rss_interval_s: float = 0.25
     seed: int = 0
     stream: bool = True  # false: one JSON response per request (no per-token chunks)
+    client: str = "openai"  # or "httpx": bare httpx, less client CPU per token (CLIENTS)
 
     def __post_init__(self) -> None:
         if not self.concurrencies or min(self.concurrencies) < 1 or self.max_tokens < 1:
@@ -87,6 +96,11 @@ class ServeLoadConfig:
             )
         if 1 not in self.concurrencies:
             raise ConfigError("concurrencies must include 1, the baseline of every ratio")
+        if self.client not in CLIENTS:
+            raise ConfigError(
+                f"client must be one of {', '.join(CLIENTS)}; got {self.client!r} "
+                "(e.g. --set client=httpx)"
+            )
 
 
 # -- the requests ----------------------------------------------------------------------
@@ -108,33 +122,44 @@ def world_requests(config: ServeLoadConfig) -> list[tuple[str, str]]:
     return pairs
 
 
-def ask(
-    client: Any, request: tuple[str, str], max_tokens: int, stream: bool = True
-) -> dict[str, Any]:
-    """One request: latency, time to first token (streamed only), output tokens or the
-    error."""
+Outcome = dict[str, Any]
+Asker = Callable[[tuple[str, str]], Outcome]  # one request -> its outcome
+
+
+def request_body(request: tuple[str, str], max_tokens: int, stream: bool) -> dict[str, Any]:
+    """The chat-completion request for one (image data URL, question) pair."""
     url, question = request
+    body: dict[str, Any] = {
+        "model": "default",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": url}},
+                    {"type": "text", "text": question},
+                ],
+            }
+        ],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": stream,
+        "ignore_eos": True,  # vLLM's extension: exactly max_tokens tokens
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def ask(client: Any, request: tuple[str, str], max_tokens: int, stream: bool = True) -> Outcome:
+    """One request through the `openai` client: latency, time to first token (streamed
+    only), output tokens or the error."""
+    body = request_body(request, max_tokens, stream)
+    extra_body = {"ignore_eos": body.pop("ignore_eos")}
     began = time.perf_counter()
     first_token_s = None
     tokens = 0
     try:
-        response = client.chat.completions.create(
-            model="default",
-            messages=[
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "image_url", "image_url": {"url": url}},
-                        {"type": "text", "text": question},
-                    ],
-                }
-            ],
-            max_tokens=max_tokens,
-            temperature=0,
-            stream=stream,
-            **({"stream_options": {"include_usage": True}} if stream else {}),
-            extra_body={"ignore_eos": True},
-        )
+        response = client.chat.completions.create(**body, extra_body=extra_body)
         if not stream:
             tokens = response.usage.completion_tokens
         for chunk in response if stream else ():
@@ -147,19 +172,68 @@ def ask(
     return {"latency_s": time.perf_counter() - began, "ttft_s": first_token_s, "tokens": tokens}
 
 
+def ask_httpx(
+    client: Any, request: tuple[str, str], max_tokens: int, stream: bool = True
+) -> Outcome:
+    """`ask` with a bare `httpx.Client`: the server-sent events are read line by line."""
+    body = request_body(request, max_tokens, stream)
+    began = time.perf_counter()
+    first_token_s = None
+    tokens = 0
+    try:
+        if not stream:
+            response = client.post("/chat/completions", json=body)
+            response.raise_for_status()
+            tokens = response.json()["usage"]["completion_tokens"]
+        else:
+            with client.stream("POST", "/chat/completions", json=body) as response:
+                response.raise_for_status()
+                for line in response.iter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    chunk = json.loads(line[len("data: ") :])
+                    if "error" in chunk:
+                        raise RuntimeError(chunk["error"].get("message"))
+                    choices = chunk["choices"]
+                    if first_token_s is None and choices and choices[0]["delta"].get("content"):
+                        first_token_s = time.perf_counter() - began
+                    if chunk.get("usage"):
+                        tokens = chunk["usage"]["completion_tokens"]
+    except Exception as exc:  # a load test counts failures instead of stopping at one
+        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"latency_s": time.perf_counter() - began, "ttft_s": first_token_s, "tokens": tokens}
+
+
+def make_asker(url: str, config: ServeLoadConfig) -> Asker:
+    """`config.client` sending to the server at `url`, pooling enough connections for the
+    highest concurrency."""
+    import httpx
+
+    most = max(max(config.concurrencies), config.soak_concurrency)
+    limits = httpx.Limits(max_connections=most, max_keepalive_connections=most)
+    if config.client == "httpx":
+        client = httpx.Client(base_url=f"{url}/v1", timeout=600, limits=limits)
+        return lambda request: ask_httpx(client, request, config.max_tokens, config.stream)
+    import openai
+
+    client = openai.OpenAI(
+        base_url=f"{url}/v1",
+        api_key="unused",
+        max_retries=0,
+        timeout=600,
+        http_client=openai.DefaultHttpxClient(limits=limits),
+    )
+    return lambda request: ask(client, request, config.max_tokens, config.stream)
+
+
 def send(
-    client: Any,
-    requests: list[tuple[str, str]],
-    count: int,
-    concurrency: int,
-    max_tokens: int,
-    stream: bool = True,
-) -> tuple[list[dict[str, Any]], float]:
+    asker: Asker, requests: list[tuple[str, str]], count: int, concurrency: int
+) -> tuple[list[Outcome], float]:
     """`count` requests from `concurrency` threads: (outcomes, wall seconds)."""
     chosen = [requests[i % len(requests)] for i in range(count)]
     began = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        outcomes = list(pool.map(lambda r: ask(client, r, max_tokens, stream), chosen))
+        outcomes = list(pool.map(asker, chosen))
     return outcomes, time.perf_counter() - began
 
 
@@ -264,7 +338,7 @@ class RssSampler:
 
 
 def soak_for(
-    client: Any, requests: list, config: ServeLoadConfig, sampler: RssSampler
+    asker: Asker, requests: list, config: ServeLoadConfig, sampler: RssSampler
 ) -> tuple[list[dict[str, Any]], float, list[dict[str, Any]]]:
     """`soak_concurrency` clients sending back to back for `soak_seconds`: (outcomes, wall
     seconds, one record per `soak_window_s` window: RSS, requests, tokens/s, latencies)."""
@@ -276,7 +350,7 @@ def soak_for(
     def client_loop(index: int) -> None:
         sent = index
         while time.perf_counter() < deadline:
-            outcome = ask(client, requests[sent % len(requests)], config.max_tokens, config.stream)
+            outcome = asker(requests[sent % len(requests)])
             with lock:
                 finished.append((time.perf_counter(), outcome))
             sent += config.soak_concurrency
@@ -365,20 +439,8 @@ def count_parameters(model_dir: Path) -> int:
 
 
 def measure(url: str, pid: int, config: ServeLoadConfig, requests: list) -> dict[str, Any]:
-    import httpx
-    import openai
-
-    most = max(max(config.concurrencies), config.soak_concurrency)
-    client = openai.OpenAI(
-        base_url=f"{url}/v1",
-        api_key="unused",
-        max_retries=0,
-        timeout=600,
-        http_client=openai.DefaultHttpxClient(
-            limits=httpx.Limits(max_connections=most, max_keepalive_connections=most)
-        ),
-    )
-    send(client, requests, config.warmup_requests, 1, config.max_tokens, config.stream)
+    asker = make_asker(url, config)
+    send(asker, requests, config.warmup_requests, 1)
     measured: dict[int, list[tuple[list[dict[str, Any]], float]]] = {
         concurrency: [] for concurrency in config.concurrencies
     }
@@ -387,9 +449,7 @@ def measure(url: str, pid: int, config: ServeLoadConfig, requests: list) -> dict
         order = config.concurrencies if index % 2 == 0 else config.concurrencies[::-1]
         for concurrency in order:
             count = max(config.requests_per_level, config.min_waves * concurrency)
-            measured[concurrency].append(
-                send(client, requests, count, concurrency, config.max_tokens, config.stream)
-            )
+            measured[concurrency].append(send(asker, requests, count, concurrency))
     levels = []
     for concurrency, rounds in measured.items():
         outcomes = [outcome for round_outcomes, _ in rounds for outcome in round_outcomes]
@@ -404,16 +464,9 @@ def measure(url: str, pid: int, config: ServeLoadConfig, requests: list) -> dict
     windows = None
     with RssSampler(pid, config.rss_interval_s) as sampler:
         if config.soak_seconds:
-            outcomes, wall_s, windows = soak_for(client, requests, config, sampler)
+            outcomes, wall_s, windows = soak_for(asker, requests, config, sampler)
         else:
-            outcomes, wall_s = send(
-                client,
-                requests,
-                config.soak_requests,
-                config.soak_concurrency,
-                config.max_tokens,
-                config.stream,
-            )
+            outcomes, wall_s = send(asker, requests, config.soak_requests, config.soak_concurrency)
     soak = {**summarise(outcomes, wall_s, config.soak_concurrency)}
     soak["memory"] = memory_summary(sampler.samples_mib)
     if windows is not None:
@@ -507,8 +560,8 @@ def render(record: dict[str, Any]) -> str:
             f"({results['num_parameters'] / 1e6:.2f}M parameters); `ocelli serve` in a "
             f"subprocess on 127.0.0.1 with `--threads {results['threads']} --max-batch-size "
             f"{config['max_batch_size']} --admission-wait-steps "
-            f"{config.get('admission_wait_steps', 0)}`, the `openai` client in threads of the same "
-            f"{results['cores']}-core machine. Each request: one world image (PNG data URL) "
+            f"{config.get('admission_wait_steps', 0)}`, {client_words(config)} in threads "
+            f"of the same {results['cores']}-core machine. Each request: one world image (PNG data URL) "
             f"and a world question, {'streamed' if config['stream'] else 'not streamed'}, "
             f"greedy, exactly {config['max_tokens']} output "
             f"tokens (`ignore_eos`); {config['rounds']} rounds, levels in alternating order, "
@@ -518,6 +571,13 @@ def render(record: dict[str, Any]) -> str:
             f"{results['load_average_after']}.*",
         ]
     )
+
+
+def client_words(config: dict[str, Any]) -> str:
+    """Which client the record's levels used (runs before the setting used `openai`)."""
+    if config.get("client", "openai") == "httpx":
+        return "a bare `httpx` client (SSE lines parsed with `json.loads`)"
+    return "the `openai` client"
 
 
 def render_timed_soak(soak: dict[str, Any]) -> list[str]:

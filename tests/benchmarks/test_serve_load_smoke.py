@@ -61,3 +61,25 @@ def test_serve_load_timed_soak_samples_windows(tmp_path):
     assert soak["stability"]["windows"] == len(soak["windows"])
     assert isinstance(soak["stability"]["memory_stable"], bool)
     assert "Timed soak" in docs.read_text()
+
+
+def test_serve_load_refuses_an_unknown_client(tmp_path):
+    argv = ["--tiny", "--no-docs", "--out", str(tmp_path / "x.json"), "--set", "client=curl"]
+    with pytest.raises(ConfigError, match="client must be one of openai, httpx; got 'curl'"):
+        serve_load.main(argv)
+
+
+@pytest.mark.slow
+def test_serve_load_with_the_bare_httpx_client(tmp_path):
+    out = tmp_path / "serve_load.json"
+    settings = ["client=httpx", "concurrencies=[1, 2]", "requests_per_level=2", "max_tokens=3"]
+    settings += ["rounds=1", "min_waves=1", "warmup_requests=1", "num_images=2"]
+    settings += ["soak_requests=2", "soak_concurrency=2"]
+    argv = ["--tiny", "--threads", "1", "--out", str(out), "--no-docs"]
+    for setting in settings:
+        argv += ["--set", setting]
+    record = serve_load.main(argv)
+    levels = json.loads(out.read_text())["results"]["levels"]
+    assert [(level["errors"], level["output_tokens"]) for level in levels] == [(0, 6), (0, 6)]
+    assert all(level["ttft_p50_s"] > 0 for level in levels)
+    assert "bare `httpx` client" in serve_load.render(record)
