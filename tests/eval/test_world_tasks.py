@@ -126,3 +126,38 @@ def test_world_tasks_need_their_files(tmp_path):
     (tmp_path / "scenes.jsonl").write_text('{"id": "x"}\n{broken\n')
     with pytest.raises(DataError, match="scenes.jsonl:1: missing key"):
         TASKS.get("pope_random")().build(tmp_path)
+
+
+def test_relaxed_accuracy_of_reasoning_answers_reads_the_verdict_as_exact_match_does():
+    """A right verdict with a wrong rationale is right in both metrics; relaxed matching
+    never looks for the truth's rationale, nor at words inside the model's rationale."""
+    records = [
+        {
+            "raw": "No. The image has 0 stars and 1 circle.",
+            "truth": "No. The image has 1 star and 1 circle.",
+            "meta": {"type": "reasoning", "lang": "en"},
+        },
+        {
+            "raw": "是。图中有1个黄色物体和0个棕色物体。",
+            "truth": "是。图中有1个棕色物体和0个青色物体。",
+            "meta": {"type": "reasoning", "lang": "zh"},
+        },
+        {
+            "raw": "Yes. No other object is larger.",
+            "truth": "No. The image has 1 star and 1 circle.",
+            "meta": {"type": "reasoning", "lang": "en"},
+        },
+        {"raw": "It is red.", "truth": "red", "meta": {"type": "attribute", "lang": "en"}},
+    ]
+    task = TASKS.get("world_vqa")()
+    for index, record in enumerate(records):
+        record["id"] = str(index)
+        record["score"] = task.score(task.extract(record["raw"], None), _Truth(record))
+    metrics = task.aggregate(records).metrics
+    assert [r["score"] for r in records] == [1.0, 1.0, 0.0, 0.0]
+    assert metrics["relaxed_accuracy"] == 0.75  # the last one: "red" found in the sentence
+
+
+class _Truth:
+    def __init__(self, record):
+        self.truth, self.meta = record["truth"], record["meta"]

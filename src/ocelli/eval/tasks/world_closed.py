@@ -24,7 +24,7 @@ from ocelli.eval.tasks.world_sampling import (
     combos,
     image_rng,
 )
-from ocelli.eval.world_vqa import is_correct, load_questions, normalize_answer
+from ocelli.eval.world_vqa import is_correct, load_questions, normalize_answer, verdict
 from ocelli.world.loading import load_scenes
 from ocelli.world.vocab import COLORS, NO, SHAPES, SIDES, SIZES, YES, answer_synonyms, translate
 
@@ -76,11 +76,14 @@ def world_vqa_samples(data_dir: Path) -> list[Sample]:
     ]
 
 
-def _relaxed(raw: str, truth: str, lang: str) -> bool:
-    """The canonical answer or a synonym of it anywhere in the first line of the output."""
-    text = normalize_answer(raw)
+def _relaxed(raw: str, truth: str, lang: str, question_type: str = "") -> bool:
+    """The canonical answer or a synonym of it anywhere in the first line of the output;
+    for reasoning questions, as for their exact score, only the verdict before the
+    rationale counts, on both sides."""
+    clip = verdict if question_type == "reasoning" else normalize_answer
+    text = clip(raw)
     words = set(text.replace(",", " ").split()) if lang == "en" else None
-    for form in answer_synonyms(normalize_answer(truth), lang):
+    for form in answer_synonyms(clip(truth), lang):
         if (form in words) if words is not None else (form in text):
             return True
     return False
@@ -88,7 +91,10 @@ def _relaxed(raw: str, truth: str, lang: str) -> bool:
 
 def _world_vqa_aggregate(records: list[dict[str, Any]]) -> Aggregate:
     result = accuracy_aggregate(("type", "lang", "heldout"))(records)
-    relaxed = [_relaxed(r["raw"], r["truth"], r["meta"].get("lang", "en")) for r in records]
+    relaxed = [
+        _relaxed(r["raw"], r["truth"], r["meta"].get("lang", "en"), r["meta"].get("type") or "")
+        for r in records
+    ]
     result.metrics["relaxed_accuracy"] = sum(relaxed) / len(relaxed) if relaxed else 0.0
     return result
 
