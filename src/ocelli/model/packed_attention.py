@@ -50,7 +50,9 @@ def attends_per_sample(language_model: nn.Module) -> bool:
         config._attn_implementation == "sdpa"
         and layer_types == {"full_attention"}
         and getattr(config, "attn_logit_softcapping", None) is None
-        and not getattr(language_model, "is_gradient_checkpointing", False)
+        and not any(
+            getattr(module, "gradient_checkpointing", False) for module in language_model.modules()
+        )
     )
 
 
