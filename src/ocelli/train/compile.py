@@ -3,10 +3,10 @@
 Each decoder layer of the model's language model is compiled (inductor; dynamic shapes,
 so batches and packed rows of any length reuse one graph); the vision tower, connector,
 image merge and loss stay eager, as does the per-sample attention of packed rows (a
-Python loop over the samples, which the compiled layers call out to). The one-off
-compile takes minutes on a CPU and a step gains about a tenth on the tiny models, so it
-pays off in runs of thousands of steps, not in the quickstart's hundreds; it is off by
-default.
+Python loop over the samples, which the compiled layers call out to). On one CPU thread
+the perf_packing model's packed step took the same time compiled as eager (0.92 s), its
+padded step about 4% less, after a one-off compile of about 20 s (one to two minutes on
+a loaded machine): off by default, worth a measurement before a long run.
 """
 
 from __future__ import annotations

@@ -51,8 +51,8 @@ class TrainConfig:
     # about pack_max_tokens tokens instead of padded to the longest; same samples per step.
     packing: bool = False
     pack_max_tokens: int = 1024
-    # torch.compile the LM's decoder layers (ocelli.train.compile): a one-off compile of
-    # minutes for steps about a tenth faster on CPU; worth it in long runs only.
+    # torch.compile the LM's decoder layers (ocelli.train.compile): a one-off compile;
+    # little or no gain measured on CPU for the tiny models, so off by default.
     compile: bool = False
 
     def __post_init__(self) -> None:
