@@ -86,7 +86,7 @@ class ChunkWriter:
         self.meta = meta
         # With include_usage every chunk carries "usage" (null until the last), as OpenAI's.
         self._excluded = None if include_usage else {"usage"}
-        self._templates: dict[int, tuple[str, str] | None] = {}
+        self._templates: dict[int, list[str] | None] = {}  # (head, tail) by choice
 
     def chunk(self, choices: list[ChunkChoice], usage_: Usage | None = None) -> str:
         body = ChatCompletionChunk(
