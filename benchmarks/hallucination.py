@@ -232,9 +232,6 @@ def align_models(config: HallucinationBenchConfig, run: Path) -> dict[str, Path]
     dirs = {name: out / ALIGN_DIRS[name] for name in ALIGN_ROWS}
     reward_dir = out / "reward"
 
-    def missing(directory: Path) -> bool:
-        return not (directory / "final" / "config.json").is_file()
-
     if missing(dirs["LRV-augmented SFT"]):
         # Stage 2's instruction data with the LRV negatives mixed in, from the SFT model.
         records = load_conversations(world / "train" / "conversations.json")
@@ -290,10 +287,15 @@ def train_rl_rows(
         "RLHF (learned reward)": f"model:{reward_dir / 'final'}",
         "RL (verifiable reward)": "world",
     }
+    sft = run / "instruct" / "final"
     for name, spec in specs.items():
-        if not (dirs[name] / "final" / "config.json").is_file():
-            sft = run / "instruct" / "final"
+        if missing(dirs[name]):
             train_rl(sft, run / "world" / "train", spec, dirs[name], rl, rl_train)
+
+
+def missing(directory: Path) -> bool:
+    """Whether a row's model has not been trained into `directory` yet."""
+    return not (directory / "final" / "config.json").is_file()
 
 
 def align_summaries(dirs: dict[str, Path], reward_dir: Path) -> dict[str, Any]:

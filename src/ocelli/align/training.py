@@ -103,7 +103,8 @@ def train_sft(
 ) -> dict[str, Any]:
     """Supervised tuning of the model in `model_dir` on conversation records (ocelli.data's
     ConversationRecord), e.g. its instruction data with LRV's negative instructions mixed
-    in (`lrv_records`). Returns the loop's summary and writes it to OUT/sft_summary.json."""
+    in (`ocelli.align.preference_data.lrv_conversations`). Returns the loop's summary and
+    writes it to OUT/sft_summary.json."""
     from ocelli.data import ConversationDataset, PadCollator, count_tokens
     from ocelli.train.loop import train
     from ocelli.train.trainer_config import TrainConfig
