@@ -36,6 +36,7 @@ from ocelli.model.language_models import (
     language_model_config,
     load_language_model,
 )
+from ocelli.model.last_layer import last_layer_at
 from ocelli.model.packed_attention import attends_per_sample, packed_attention
 from ocelli.model.presets import ComponentSpec, resolve_component
 from ocelli.model.registry import CONNECTORS, LANGUAGE_MODELS, VISION_ENCODERS
@@ -283,8 +284,10 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
         False; ocelli.data.packing) attend one sample at a time when the LM uses sdpa
         (ocelli.model.packed_attention), and with `labels` the LM head and loss run only
         at the positions that have a label: the same loss, and `logits` holds those
-        positions only, flattened to (num_labelled, vocab). A forward in training mode
-        with labels builds no KV cache unless `use_cache=True` asks for one."""
+        positions only, flattened to (num_labelled, vocab); most of the last decoder
+        layer runs only there too, where that is exact (ocelli.model.last_layer). A
+        forward in training mode with labels builds no KV cache unless `use_cache=True`
+        asks for one."""
         if (input_ids is None) == (inputs_embeds is None):
             raise PromptError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
@@ -308,13 +311,17 @@ class OcelliForConditionalGeneration(OcelliPreTrainedModel, GenerationMixin):
         if use_cache is None and labels is not None and self.training:
             use_cache = False  # a training step reads no KV cache; building one only costs
         packed = self._attends_per_sample(attention_mask, position_ids, past_key_values, use_cache)
+        read_positions = None
         if packed and labels is not None and _keeps_all_logits(logits_to_keep):
-            # the vocabulary projection only where a label reads it: the same loss
+            # the vocabulary projection (and the last layer) only where a label reads
+            # it: the same loss
             logits_to_keep, kwargs["shift_labels"] = labelled_positions(labels)
+            read_positions = logits_to_keep
         attention = (
             packed_attention(self.language_model, position_ids) if packed else nullcontext({})
         )
-        with attention as attention_kwargs:
+        last_layer = last_layer_at(self.language_model, read_positions, kwargs)
+        with attention as attention_kwargs, last_layer:
             outputs = self.language_model(
                 inputs_embeds=inputs_embeds,
                 attention_mask=attention_mask,
