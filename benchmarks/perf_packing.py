@@ -7,8 +7,8 @@ ids restart per sample, attention stays inside each sample). Its sdpa LM then at
 to each sample on its own, without a mask (ocelli.model.packed_attention), so the
 samples of a batch go in one row with no padding (`pack_max_tokens` only bounds rows
 for attention kernels that need transformers' dense block-diagonal mask), and the LM
-head and loss run only at positions with a label. Three sides, all on the same samples
-per step in the same order (ocelli's StepSampler): ocelli packed, ocelli padded (what
+head and loss, and most of the last decoder layer (ocelli.model.last_layer), run only at
+positions with a label. Three sides, all on the same samples per step in the same order (ocelli's StepSampler): ocelli packed, ocelli padded (what
 packing alone buys) and the Llava loop (forward, backward, clipping to 1.0, AdamW; SDPA
 on every side; fp32 everywhere). The loop uses torch's default AdamW, as a textbook loop
 does; ocelli's `train()` uses the fused AdamW kernel (the same update). The sides rotate
@@ -395,7 +395,8 @@ def render(record: dict[str, Any]) -> str:
             f"({results['packed_rows_per_batch']:.1f} row(s) per batch of "
             f"{config['batch_size']}; rows of <= {config['pack_max_tokens']} tokens only "
             "where the attention needs a dense mask). "
-            "ocelli's side also projects to the vocabulary only at labelled positions and "
+            "ocelli's side also projects to the vocabulary, and runs most of the LM's last "
+            "layer, only at labelled positions, and "
             "steps AdamW on its fused kernel (the same update); the loop uses torch's default "
             "AdamW. fp32 on every side. "
             + compile_note(results, config)
