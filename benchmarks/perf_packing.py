@@ -1,19 +1,20 @@
 """Training throughput with sequence packing: ocelli's `train()` with `packing` against
 transformers' Llava in a plain loop over padded batches, same model, data and batches.
 
-Conversations differ in length, so a padded batch computes on padding up to its
-longest sample; ocelli packs the same samples end to end (ocelli.data.packing: position
-ids restart per sample, attention stays inside each sample). Its sdpa LM then attends
-to each sample on its own, without a mask (ocelli.model.packed_attention), so the
-samples of a batch go in one row with no padding (`pack_max_tokens` only bounds rows
-for attention kernels that need transformers' dense block-diagonal mask), and the LM
-head and loss, and most of the last decoder layer (ocelli.model.last_layer), run only at
-positions with a label. Three sides, all on the same samples per step in the same
-order (ocelli's StepSampler): ocelli packed, ocelli padded (what packing alone buys) and the Llava loop (forward, backward, clipping to 1.0, AdamW; SDPA
-on every side; fp32 everywhere). The loop uses torch's default AdamW, as a textbook loop
-does; ocelli's `train()` uses the fused AdamW kernel (the same update). The sides rotate
-in rounds (warm-up step, then timed steps), so a machine shared with other work slows
-each alike; samples/s is the batch size over the median step time.
+Conversations differ in length, so a padded batch computes on padding up to its longest
+sample; ocelli packs the same samples end to end (ocelli.data.packing: position ids
+restart per sample, attention stays inside each sample). Its sdpa LM then attends to
+each sample on its own, without a mask (ocelli.model.packed_attention), so the samples
+of a batch go in one row with no padding (`pack_max_tokens` only bounds rows for
+attention kernels that need transformers' dense block-diagonal mask), and the LM head
+and loss, and most of the last decoder layer (ocelli.model.last_layer), run only at
+positions with a label. Three sides, all on the same samples per step in the same order
+(ocelli's StepSampler): ocelli packed, ocelli padded (what packing alone buys) and the
+Llava loop (forward, backward, clipping to 1.0, AdamW; SDPA on every side; fp32
+everywhere). The loop uses torch's default AdamW, as a textbook loop does; ocelli's
+`train()` uses the fused AdamW kernel (the same update). The sides rotate in rounds
+(warm-up step, then timed steps), so a machine shared with other work slows each alike;
+samples/s is the batch size over the median step time.
 
 Memory per sample: peak resident memory during a side's steps (Linux VmHWM, reset
 before the side runs) minus the resident memory before it, after freed memory went back
