@@ -228,3 +228,42 @@ def test_a_ready_made_decode_mask_gives_the_same_tokens(pipeline, one_thread):
             assert engine.shutdown(timeout=30)
 
     assert answers(ready_mask=True) == answers(ready_mask=False)
+
+
+def test_length_groups_pay_for_a_pass_rather_than_much_padding():
+    from ocelli.serve.engine import PREFILL_PASS_TOKENS, length_groups
+
+    assert length_groups([]) == []
+    assert length_groups([90, 91, 89, 92]) == [[2, 0, 1, 3]]  # one pass, shortest first
+    long = 2 * PREFILL_PASS_TOKENS
+    assert length_groups([10, long, 12, long + 5]) == [[0, 2], [1, 3]]
+
+
+def test_prompts_of_different_lengths_prefill_in_passes_and_answer_as_alone(pipeline, one_thread):
+    """Admitted together, short text prompts and long image prompts are prefilled in
+    separate passes, the longest first, and still give each one's own answer."""
+    prompts = [make_prompt(pipeline, q, with_image=i < 3) for i, q in enumerate(QUESTIONS)]
+    params = SamplingParams(max_tokens=10, ignore_eos=True)
+    engine = Engine(pipeline.model, pipeline.processor, max_batch_size=len(prompts))
+    passes: list[list[int]] = []
+    prefill_together = engine._prefill_together
+
+    def counted(joiners):
+        passes.append([len(s.prompt.input_ids) for s in joiners])
+        prefill_together(joiners)
+
+    engine._prefill_together = counted
+
+    async def together():
+        handles = [engine.submit(p, params) for p in prompts]  # queued before the start
+        engine.start()
+        return [await h.result() for h in handles]
+
+    batched = run(together())
+    assert engine.shutdown(timeout=30)
+    assert len(passes) > 1 and max(passes[0]) == max(len(p.input_ids) for p in prompts)
+    assert sorted(n for group in passes for n in group) == sorted(len(p.input_ids) for p in prompts)
+    single = Engine(pipeline.model, pipeline.processor, max_batch_size=1).start()
+    alone = [run(complete(single, p, params)) for p in prompts]
+    assert single.shutdown(timeout=30)
+    assert [c.text for c in batched] == [c.text for c in alone]

@@ -26,7 +26,7 @@ def prefilled(lengths: list[int], seed: int) -> tuple[DynamicCache, torch.Tensor
 
 def row_tokens(batch: BatchCache, row: int, layer: int = 0) -> torch.Tensor:
     """One row's keys at its real (unmasked) columns."""
-    used = batch.mask[row, : batch.length].bool()
+    used = batch.window_mask[row].bool()
     return batch.cache.layers[layer].keys[row][:, used]
 
 
@@ -70,4 +70,38 @@ def test_rows_keep_their_tokens_through_joins_leaves_and_growth(monkeypatch):
     for row in range(2):
         assert torch.equal(row_tokens(batch, row), expected[row])
     # The padding every row shares was dropped when the buffers grew.
-    assert bool(batch.mask[: batch.num_rows, 0].any())
+    assert bool(batch.window_mask[:, 0].any())
+
+
+def test_the_window_drops_shared_padding_when_rows_leave_and_widens_for_newcomers(
+    monkeypatch,
+):
+    monkeypatch.setattr(kv, "COLUMN_CHUNK", 64)  # no reallocation in this test
+    long_cache, long_mask = prefilled([12], seed=2)
+    batch = BatchCache(max_rows=3)
+    batch.join(long_cache, long_mask)
+    for step in range(3):
+        decode_step(batch, step)
+    short_cache, short_mask = prefilled([4], seed=3)
+    batch.join(short_cache, short_mask)  # right-aligned: 11 columns of padding
+    assert batch.length == 15
+    short_tokens = row_tokens(batch, 1)
+
+    batch.keep([1])  # the long row leaves: the window shrinks to the short row's tokens
+    assert batch.length == 4 and bool(batch.window_mask.all())
+    assert torch.equal(row_tokens(batch, 0), short_tokens)
+    assert decode_step(batch, 9).squeeze(1).tolist() == [4]
+    assert batch.length == 5
+
+    # A longer newcomer widens the window leftwards over the dropped columns.
+    capacity = batch.capacity
+    newcomer_cache, newcomer_mask = prefilled([8], seed=4)
+    batch.join(newcomer_cache, newcomer_mask)
+    assert batch.length == 8 and batch.capacity == capacity  # no new buffers
+    newcomer_tokens = newcomer_cache.layers[0].keys[0]
+    assert torch.equal(row_tokens(batch, 1), newcomer_tokens)
+    expected_short = torch.cat([short_tokens, torch.full((HEADS, 1, HEAD_DIM), 9.0)], dim=1)
+    assert torch.equal(row_tokens(batch, 0), expected_short)
+    # Columns left of the short row's tokens are padding, finite, and masked.
+    keys = batch.cache.layers[0].keys
+    assert torch.isfinite(keys).all() and batch.window_mask[0].tolist() == [0] * 3 + [1] * 5

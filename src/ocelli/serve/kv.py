@@ -1,18 +1,24 @@
 """The running batch's KV cache and attention mask, with rows joining and leaving.
 
 Every layer's keys and values live in one preallocated buffer of shape
-(max_rows, heads, capacity, head_dim); the batch is its first `num_rows` rows and its
-first `length` columns, left-padded: each row's tokens end in the last column, the
-columns before its first token are padding that the attention mask (rows, length) hides.
-Positions are kept per row, so RoPE sees each row's true positions and a row decodes
-exactly as it would alone.
+(max_rows, heads, capacity, head_dim); the batch is its first `num_rows` rows and the
+columns of its window, `start` to `end`, left-padded: each row's tokens end in the last
+column, the columns before its first token are padding that the attention mask (rows,
+window) hides. Positions are kept per row, so RoPE sees each row's true positions and a
+row decodes exactly as it would alone.
 
 A decode step writes one column in place, so a step copies nothing it already holds
 (transformers' DynamicCache concatenates, re-copying every layer's whole cache each
 step). A row joins by being copied into the free rows below the batch, right-aligned to
-the batch's length; a row leaves by moving the rows after it up. Columns only grow when
-the capacity runs out; the buffers are then reallocated with `COLUMN_CHUNK` spare columns,
-dropping the leading columns that are padding in every row."""
+the window's end; a row leaves by moving the rows after it up. When rows leave, the
+window's start moves past the columns that are padding in every row left: a newcomer
+padded to a long-running row's length otherwise pays for that padding in every step's
+attention until the buffers are next reallocated (a decode step's attention reads every
+column of the window, and at 16 rows about 40% of them were padding). The buffers are
+reallocated, with `COLUMN_CHUNK` spare columns, when the window reaches their end.
+
+Columns left of the window are padding (mask 0, finite keys and values) in every row,
+so the window may widen leftwards over them for a longer newcomer."""
 
 from __future__ import annotations
 
@@ -44,13 +50,14 @@ def prefill_positions(mask: torch.Tensor) -> torch.Tensor:
 
 class _BufferLayer(DynamicLayer):
     """One layer's cache as views of its preallocated buffers; `update` writes in place
-    the columns up to `end`, which `BatchCache.step_inputs` opened. (No reference back to
-    the BatchCache: a cycle would keep the buffers alive until the garbage collector ran.)"""
+    the columns up to `end`, which `BatchCache.step_inputs` opened, and returns the window
+    from `start`. (No reference back to the BatchCache: a cycle would keep the buffers
+    alive until the garbage collector ran.)"""
 
     def __init__(self, key_buffer: torch.Tensor, value_buffer: torch.Tensor) -> None:
         super().__init__()
         self.key_buffer, self.value_buffer = key_buffer, value_buffer
-        self.end = 0
+        self.start = self.end = 0
         self.is_initialized = True
 
     def update(
@@ -60,8 +67,8 @@ class _BufferLayer(DynamicLayer):
         begin = end - key_states.shape[2]
         self.key_buffer[:rows, :, begin:end] = key_states
         self.value_buffer[:rows, :, begin:end] = value_states
-        self.keys = self.key_buffer[:rows, :, :end]
-        self.values = self.value_buffer[:rows, :, :end]
+        self.keys = self.key_buffer[:rows, :, self.start : end]
+        self.values = self.value_buffer[:rows, :, self.start : end]
         return self.keys, self.values
 
 
@@ -71,7 +78,8 @@ class BatchCache:
     def __init__(self, max_rows: int) -> None:
         self.max_rows = max_rows
         self.num_rows = 0
-        self.length = 0  # columns in use
+        self.start = 0  # the window's first column
+        self.end = 0  # one past its last: every row's newest token is in column end - 1
         self.layers: list[_BufferLayer] = []
         self.mask = torch.zeros(0, 0, dtype=torch.long)
         self.positions = torch.zeros(0, dtype=torch.long)
@@ -81,18 +89,28 @@ class BatchCache:
     def capacity(self) -> int:
         return int(self.mask.shape[1])
 
+    @property
+    def length(self) -> int:
+        """Columns in the window: what each row's attention reads."""
+        return self.end - self.start
+
+    @property
+    def window_mask(self) -> torch.Tensor:
+        """The attention mask of the batch's rows over the window, (rows, length)."""
+        return self.mask[: self.num_rows, self.start : self.end]
+
     def step_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Open one column for a new token per row: (attention mask, position ids)."""
         rows = self.num_rows
-        if self.length == self.capacity:
+        if self.end == self.capacity:
             self._reallocate(self.length + 1)
-        self.mask[:rows, self.length] = 1
-        self.length += 1
+        self.mask[:rows, self.end] = 1
+        self.end += 1
         for layer in self.layers:
-            layer.end = self.length
+            layer.end = self.end
         positions = self.positions[:rows].unsqueeze(1).clone()
         self.positions[:rows] += 1
-        return self.mask[:rows, : self.length], positions
+        return self.window_mask, positions
 
     def join(self, prefilled: DynamicCache, mask: torch.Tensor) -> None:
         """Append the rows of a prefilled cache (left-padded, with its mask) to the batch."""
@@ -102,20 +120,20 @@ class BatchCache:
         if self.cache is None:
             self._allocate(list(prefilled.layers), prompt_length, mask)
         elif prompt_length > self.length:
-            # The newcomers are longer: the batch's rows get left-padded to their length.
-            self._reallocate(self.length, min_length=prompt_length)
+            self._widen(prompt_length)  # the batch's rows get left-padded to the newcomers'
         begin, end = self.num_rows, self.num_rows + joining
-        pad = self.length - prompt_length
+        first = self.end - prompt_length  # the newcomers' first column
         for layer, joining_layer in zip(self.layers, prefilled.layers, strict=True):
             for buffer, states in (
                 (layer.key_buffer, joining_layer.keys),
                 (layer.value_buffer, joining_layer.values),
             ):
                 # Padding must be finite: a masked key still enters the product as 0 x value.
-                buffer[begin:end, :, :pad] = 0
-                buffer[begin:end, :, pad : self.length] = states
+                # From column 0, not the window's start: the window may widen over it.
+                buffer[begin:end, :, :first] = 0
+                buffer[begin:end, :, first : self.end] = states
         self.mask[begin:end] = 0
-        self.mask[begin:end, pad : self.length] = mask
+        self.mask[begin:end, first : self.end] = mask
         self.positions[begin:end] = mask.sum(dim=1)
         self.num_rows = end
         self._refresh_views()
@@ -131,7 +149,25 @@ class BatchCache:
                 # index_select copies first, so moving rows up never reads a moved row.
                 buffer[span] = buffer.index_select(0, index)
         self.num_rows = len(rows)
+        self._drop_shared_padding()
         self._refresh_views()
+
+    def _drop_shared_padding(self) -> None:
+        """Move the window's start past the columns that are padding in every row (the
+        last column never is: it holds every row's newest token)."""
+        if self.num_rows:
+            used = self.window_mask.any(dim=0)
+            self.start += int(used.to(torch.int8).argmax())
+
+    def _widen(self, length: int) -> None:
+        """Make the window `length` columns wide: leftwards over padding while the buffers
+        have the columns, else into new buffers."""
+        missing = length - self.length
+        if missing <= self.start:
+            self.start -= missing
+            self._refresh_views()
+        else:
+            self._reallocate(self.length, min_length=length)
 
     def _allocate(self, prefilled: list[DynamicLayer], length: int, mask: torch.Tensor) -> None:
         # Uninitialised: a row's columns are all written or zeroed when it joins.
@@ -144,25 +180,27 @@ class BatchCache:
         self.cache = Cache(layers=self.layers)
         self.mask = mask.new_zeros(self.max_rows, length + COLUMN_CHUNK)
         self.positions = mask.new_zeros(self.max_rows)
-        self.length = length
+        self.start, self.end = 0, length
 
     def _reallocate(self, needed: int, min_length: int = 0) -> None:
-        """New buffers holding `needed` columns plus spare ones: leading all-padding
-        columns are dropped, and the rows are left-padded to at least `min_length`."""
+        """New buffers holding `needed` window columns plus spare ones, the window
+        starting at column 0: leading all-padding columns are dropped, and the rows are
+        left-padded to at least `min_length`."""
         rows = self.num_rows
-        used = self.mask[:rows, : self.length].any(dim=0)
-        start = int(used.to(torch.int8).argmax()) if bool(used.any()) else self.length
-        kept = self.length - start
+        used = self.window_mask.any(dim=0)
+        dropped = int(used.to(torch.int8).argmax()) if bool(used.any()) else self.length
+        start = self.start + dropped
+        kept = self.end - start
         length = max(kept, min_length)
-        capacity = max(needed - start, length) + COLUMN_CHUNK
+        capacity = max(needed - dropped, length) + COLUMN_CHUNK
         offset = length - kept
         mask = self.mask.new_zeros(self.max_rows, capacity)
-        mask[:rows, offset:length] = self.mask[:rows, start : self.length]
+        mask[:rows, offset:length] = self.mask[:rows, start : self.end]
 
         def moved(old: torch.Tensor) -> torch.Tensor:
             new = old.new_empty(old.shape[0], old.shape[1], capacity, old.shape[3])
             new[:rows, :, :offset] = 0
-            new[:rows, :, offset:length] = old[:rows, :, start : self.length]
+            new[:rows, :, offset:length] = old[:rows, :, start : self.end]
             return new
 
         for layer in self.layers:
@@ -170,12 +208,12 @@ class BatchCache:
                 moved(layer.key_buffer),
                 moved(layer.value_buffer),
             )
-        self.mask, self.length = mask, length
+        self.mask, self.start, self.end = mask, 0, length
         self._refresh_views()
 
     def _refresh_views(self) -> None:
-        """Point each layer's keys and values at the batch's rows and columns."""
+        """Point each layer's keys and values at the batch's rows and window."""
         for layer in self.layers:
-            layer.keys = layer.key_buffer[: self.num_rows, :, : self.length]
-            layer.values = layer.value_buffer[: self.num_rows, :, : self.length]
-            layer.end = self.length
+            layer.keys = layer.key_buffer[: self.num_rows, :, self.start : self.end]
+            layer.values = layer.value_buffer[: self.num_rows, :, self.start : self.end]
+            layer.start, layer.end = self.start, self.end
