@@ -144,10 +144,15 @@ class BatchCache:
         if first_moved < len(rows):
             index = torch.tensor(rows[first_moved:], dtype=torch.long, device=self.mask.device)
             span = slice(first_moved, len(rows))
-            buffers = [b for layer in self.layers for b in (layer.key_buffer, layer.value_buffer)]
-            for buffer in [*buffers, self.mask, self.positions]:
-                # index_select copies first, so moving rows up never reads a moved row.
+            # index_select copies first, so moving rows up never reads a moved row.
+            for buffer in (self.mask, self.positions):
                 buffer[span] = buffer.index_select(0, index)
+            # Keys and values only in the window: left of it any finite values serve, as
+            # the mask hides them, and right of it columns are written before being read.
+            window = slice(self.start, self.end)
+            for layer in self.layers:
+                for buffer in (layer.key_buffer, layer.value_buffer):
+                    buffer[span, :, window] = buffer[:, :, window].index_select(0, index)
         self.num_rows = len(rows)
         self._drop_shared_padding()
         self._refresh_views()
