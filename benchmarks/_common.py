@@ -15,7 +15,7 @@ import os
 import re
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -332,12 +332,14 @@ def run_benchmark(
     run: Any,
     render: Any,
     argv: Sequence[str] | None,
+    section: Callable[[Any], str] | None = None,
 ) -> dict[str, Any]:
-    """Parse flags, run, write the JSON, update the docs section, print the table."""
+    """Parse flags, run, write the JSON, update the docs section (`name`, or
+    `section(config)` for set-ups that keep a section of their own), print the table."""
     config, args = parse_args(config_class, description, argv, RESULTS_DIR / f"{name}.json")
     record = write_results(args.out, name, config, run(config, args.threads))
     markdown = render(record)
     if not args.no_docs:
-        update_docs_section(args.docs, name, markdown)
+        update_docs_section(args.docs, section(config) if section else name, markdown)
     print(markdown)
     return record
