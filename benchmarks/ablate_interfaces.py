@@ -15,11 +15,15 @@ stage 2 training samples/s, accuracy overall and per question type.
     python benchmarks/ablate_interfaces.py                       # the documented budget
     python benchmarks/ablate_interfaces.py --steps 40 --connectors mlp,qformer --no-docs
     python benchmarks/ablate_interfaces.py --tiny --out /tmp/ablate   # smoke test sizes
+    python benchmarks/ablate_interfaces.py --sweep --reuse-stage0  # tokens/resolution sweep
+
+`--sweep` runs the visual-token and resolution sweep instead (benchmarks/ablate_sweep.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -86,6 +90,7 @@ class AblationConfig:
     connectors: list[str] = field(default_factory=lambda: list(CONNECTORS))
     overrides: list[str] = field(default_factory=list)  # of the recipe, for every connector
     eval_limit: int | None = 100  # test questions scored per connector
+    sweep: list[str] = field(default_factory=list)  # variant names (ablate_sweep.py)
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[AblationConfig, argparse.Namespace]:
@@ -95,27 +100,45 @@ def parse_args(argv: Sequence[str] | None) -> tuple[AblationConfig, argparse.Nam
     parser.add_argument(
         "--out", type=Path, default=common.REPO_ROOT / "runs" / NAME, help="run directories"
     )
-    parser.add_argument("--results", type=Path, default=common.RESULTS_DIR / f"{NAME}.json")
+    parser.add_argument("--results", type=Path, default=None, help="default: results/NAME.json")
     parser.add_argument("--docs", type=Path, default=common.DOCS_PATH)
-    parser.add_argument("--plot", type=Path, default=PLOT_PATH)
+    parser.add_argument("--plot", type=Path, default=None, help="default: docs/images/NAME.png")
     parser.add_argument("--no-docs", action="store_true", help="JSON and plot only")
     parser.add_argument("--tiny", action="store_true", help="tiny world and models (smoke test)")
     parser.add_argument("--eval-limit", type=int, default=AblationConfig.eval_limit)
     parser.add_argument("--threads", type=int, default=None, help="default: one per core")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--sweep",
+        nargs="?",
+        const="all",
+        default=None,
+        help="run the token/resolution sweep: 'all' or comma-separated variants (qformer-8, "
+        "c-abstractor-16, patches-32px, ...) instead of the connectors",
+    )
+    parser.add_argument(
+        "--reuse-stage0",
+        action="store_true",
+        help="keep OUT/_shared's stage 0 when its recipe matches this one",
+    )
     args = parser.parse_args(argv)
+    name = NAME if args.sweep is None else f"{NAME}_sweep"
+    args.results = args.results or common.RESULTS_DIR / f"{name}.json"
+    args.plot = args.plot or PLOT_PATH.with_name(f"{name}.png")
     connectors = [name.strip() for name in args.connectors.split(",") if name.strip()]
     overrides = (TINY if args.tiny else BUDGET) + args.set
-    return AblationConfig("quickstart", args.steps, connectors, overrides, args.eval_limit), args
+    config = AblationConfig("quickstart", args.steps, connectors, overrides, args.eval_limit)
+    return config, args
 
 
-def load_recipe(config: AblationConfig, connector: str) -> Any:
+def load_recipe(config: AblationConfig, connector: str, extra: Sequence[str] = ()) -> Any:
     from ocelli.train.recipe import load_recipe as load
 
     steps = [f"{stage}.train.max_steps={config.steps}" for stage in CONNECTOR_STAGES]
     # Warm-up of the recipe's own length would be most of a short run.
     warmup = [f"{stage}.train.warmup_steps={config.steps // 10}" for stage in CONNECTOR_STAGES]
-    return load(config.recipe, [*config.overrides, *steps, *warmup, f"model.connector={connector}"])
+    connector_choice = [f"model.connector={connector}", *extra]
+    return load(config.recipe, [*config.overrides, *steps, *warmup, *connector_choice])
 
 
 def link_shared(shared: Path, run_dir: Path) -> None:
@@ -127,21 +150,29 @@ def link_shared(shared: Path, run_dir: Path) -> None:
             target.symlink_to((shared / part).resolve())
 
 
-def run_connector(config: AblationConfig, connector: str, out: Path) -> dict[str, Any]:
-    """Stages 1 and 2 for one connector, then its test-split scores and sizes."""
+def run_connector(
+    config: AblationConfig,
+    connector: str,
+    out: Path,
+    variant: str | None = None,
+    extra: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Stages 1 and 2 for one connector (a sweep `variant` adds recipe overrides `extra`
+    and runs in its own directory), then its test-split scores and sizes."""
     from ocelli.train.runners import run_recipe
 
-    run_dir = out / connector
+    run_dir = out / (variant or connector)
     link_shared(out / "_shared", run_dir)
+    recipe = load_recipe(config, connector, extra)
     began = time.perf_counter()
-    summary = run_recipe(
-        load_recipe(config, connector), run_dir, stages=CONNECTOR_STAGES, progress=False
-    )
+    summary = run_recipe(recipe, run_dir, stages=CONNECTOR_STAGES, progress=False)
     row = {"connector": connector, "train_wall_s": round(time.perf_counter() - began, 1)}
+    if variant is not None:
+        row = {"variant": variant, **row}
     instruct = summary["stages"]["instruct"]
     row["samples_per_s"] = instruct["samples_per_s"]
     row["final_loss"] = instruct["final_loss"]
-    row.update(model_sizes(run_dir / "instruct" / "final", load_recipe(config, connector)))
+    row.update(model_sizes(run_dir / "instruct" / "final", recipe))
     row.update(evaluate(run_dir, config.eval_limit))
     return row
 
@@ -204,10 +235,14 @@ def model_sizes(model_dir: Path, recipe: Any) -> dict[str, Any]:
     model = OcelliForConditionalGeneration.from_pretrained(model_dir)
     by_part = model.num_parameters_by_part()
     trained = sum(by_part[part] for part in recipe.instruct.lr_by_part)
+    config = model.config
     return {
         # in the LM's sequence; xattn and adapter reach the LM through their own
         # latents and take one placeholder per image
-        "image_tokens": model.config.num_image_tokens,
+        "image_tokens": config.num_image_tokens,
+        # pixels per side the model reads: the encoder's input, or the patches connector's
+        "image_size": config.connector_config.get("image_size")
+        or getattr(config.vision_config, "image_size", None),
         "connector_parameters": by_part["connector"],
         "stage2_trained_parameters": trained,
         "total_parameters": sum(by_part.values()),
@@ -238,7 +273,6 @@ def run(config: AblationConfig, args: argparse.Namespace) -> dict[str, Any]:
     """Stage 0 once, then each connector; the results are written after every
     connector, so a run cut short still leaves the figures of those that finished."""
     from ocelli.model import CONNECTORS as REGISTRY
-    from ocelli.train.runners import run_recipe
 
     for name in config.connectors:
         if name != EXPERT:
@@ -248,10 +282,7 @@ def run(config: AblationConfig, args: argparse.Namespace) -> dict[str, Any]:
         "threads": common.set_threads(args.threads),
         "load_average": common.load_average(),
     }
-    began = time.perf_counter()
-    # stage 0 with the mlp recipe: the connector plays no part in it
-    run_recipe(load_recipe(config, "mlp"), args.out / "_shared", stages=SHARED_STAGES)
-    results["shared_stage0_wall_s"] = round(time.perf_counter() - began, 1)
+    results.update(run_shared_stage0(config, args))
     record: dict[str, Any] = {}
     for connector in config.connectors:
         print(f"[{NAME}] {connector}", file=sys.stderr, flush=True)
@@ -263,6 +294,54 @@ def run(config: AblationConfig, args: argparse.Namespace) -> dict[str, Any]:
         results["connectors_done"] = len(results["rows"])
         record = publish(config, args, results)
     return record
+
+
+def run_shared_stage0(config: AblationConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """Stage 0 with the mlp recipe (the connector plays no part in it) into OUT/_shared,
+    or, with --reuse-stage0, the one already there when it was trained from this recipe."""
+    from ocelli.train.runners import run_recipe
+
+    shared, recipe = args.out / "_shared", load_recipe(config, "mlp")
+    if args.reuse_stage0 and stage0_matches(recipe, shared):
+        summary = json.loads((shared / "train_summary.json").read_text(encoding="utf-8"))
+        wall = sum(summary["timings"].get(stage, 0.0) for stage in SHARED_STAGES)
+        return {"shared_stage0_wall_s": round(wall, 1), "shared_stage0_reused": True}
+    began = time.perf_counter()
+    run_recipe(recipe, shared, stages=SHARED_STAGES)
+    return {"shared_stage0_wall_s": round(time.perf_counter() - began, 1)}
+
+
+def stage0_matches(recipe: Any, shared: Path) -> bool:
+    """Whether each stage 0 part in `shared` was trained from what `recipe` says of the
+    world, the models and stage 0 (the connector and stages 1-2 may differ). A saved
+    recipe is read into today's Recipe, so fields added since take their defaults."""
+    from dataclasses import asdict
+
+    from ocelli.config import from_dict
+    from ocelli.errors import ConfigError
+
+    def stage0_view(recipe: Any) -> dict[str, Any]:
+        full = asdict(recipe)
+        view = {key: full[key] for key in ("seed", "world", "vision_objective", *SHARED_STAGES)}
+        view["model"] = {
+            key: value
+            for key, value in full["model"].items()
+            if key not in ("connector", "connector_config")
+        }
+        return view
+
+    wanted = stage0_view(recipe)
+    for stage in SHARED_STAGES:
+        saved = shared / stage / "recipe.json"
+        if not (shared / stage / "final").exists() or not saved.is_file():
+            return False
+        try:
+            saved_recipe = from_dict(type(recipe), json.loads(saved.read_text())["recipe"])
+        except ConfigError:  # written by a version whose recipe had other fields
+            return False
+        if stage0_view(saved_recipe) != wanted:
+            return False
+    return (shared / "train_summary.json").is_file()
 
 
 def publish(config: AblationConfig, args: argparse.Namespace, results: dict[str, Any]) -> dict:
@@ -378,10 +457,20 @@ def plot(record: dict[str, Any], path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     config, args = parse_args(argv)
+    if args.sweep is not None:
+        import ablate_sweep
+
+        return ablate_sweep.main(config, args)
     record = run(config, args)
     print(render(record, args.plot))
     return record
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from ocelli.errors import ConfigError
+
+    try:
+        main(sys.argv[1:])
+    except ConfigError as error:
+        print(f"{NAME}: {error}", file=sys.stderr)
+        sys.exit(2)
