@@ -225,7 +225,7 @@ def render(record: dict[str, Any], plot_path: Path | None) -> str:
         "sweep shows what more or fewer visual tokens cost (samples/s), not what they buy"
     )
     reused = (
-        " (reused from the connector table's run)" if results.get("shared_stage0_reused") else ""
+        ", reused from the connector table's run" if results.get("shared_stage0_reused") else ""
     )
     load = f"{results['load_average']} before, {results.get('load_average_after')} after"
     plot_md = (
