@@ -43,7 +43,7 @@ from _common import (  # noqa: E402
 )
 
 from ocelli.errors import ConfigError  # noqa: E402
-from ocelli.eval.world_vqa import is_correct, load_questions  # noqa: E402
+from ocelli.eval.world_vqa import blind_baseline, is_correct, load_questions  # noqa: E402
 
 NAME = "study_text_probe"
 STEP_DIR = re.compile(r"step-0*(\d+)$")
@@ -176,7 +176,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(points[-1]), flush=True)
     recipe_path = run_dir / "text" / "recipe.json"
     recipe = json.loads(recipe_path.read_text()) if recipe_path.is_file() else None  # + provenance
-    results = {"threads": threads, "load_average": load, "recipe": recipe, "curve": points}
+    blind = blind_baseline(run_dir / "world" / "train", questions)
+    results = {
+        "threads": threads,
+        "load_average": load,
+        "recipe": recipe,
+        "blind_accuracy": blind["accuracy"],
+        "curve": points,
+    }
     record = write_results(args.out, NAME, config, results)
     if not args.no_docs:
         update_docs_section(
@@ -195,7 +202,12 @@ def docs_body(record: dict[str, Any]) -> str:
         for point in curve
     ]
     header = ["step", "accuracy", "seen phrasings", "held-out phrasings", *types]
-    return f"{markdown_table(header, rows)}\n\n{caption(record)}"
+    blind = record["results"]["blind_accuracy"]
+    note = (
+        f"Blind baseline on the same questions (the most common training answer of each "
+        f"question's type, subtype and language): {blind:.3f}."
+    )
+    return f"{markdown_table(header, rows)}\n\n{note}\n\n{caption(record)}"
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ def test_every_checkpoint_of_the_text_stage_is_probed_in_step_order(text_run, tm
         assert 0.0 <= point["accuracy"] <= 1.0
         assert set(point["per_phrasing"]) <= {"seen", "held-out"}
     assert record["results"]["recipe"]["recipe"]["name"] == "quickstart"
+    assert 0.0 <= record["results"]["blind_accuracy"] <= 1.0
     assert "Text probe" in docs.read_text()
 
 
