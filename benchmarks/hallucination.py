@@ -20,7 +20,9 @@ Columns: POPE accuracy / F1 / yes-ratio for its three samplings (random, popular
 adversarial), CHAIR_i and CHAIR_s over detailed captions, the exact claim precision and
 fact recall of the same captions against the scene graph, world-VQA accuracy (with the
 blind baseline of the same questions) and the time per answer relative to greedy.
-Every row answers the same questions (ocelli.eval's tasks, seeded).
+Every row answers the same questions (ocelli.eval's tasks, seeded). A quickstart run's
+figures go to results/hallucination.json and the docs section `hallucination`; a run of
+another recipe keeps its own (`hallucination_base` for `--recipe base`).
 
     python benchmarks/hallucination.py --run runs/quickstart     # a finished run
     python benchmarks/hallucination.py --tiny --no-docs          # smoke test, seconds
@@ -512,6 +514,19 @@ def write_plot(record: dict[str, Any], out_png: Path) -> None:
     plt.close(figure)
 
 
+def section_name(run_dir: Path | None) -> str:
+    """`hallucination` for a quickstart run (or none), `hallucination_<recipe>` for a run
+    of another recipe, so that each recipe keeps its own results file and docs table."""
+    recipe_file = run_dir / "instruct" / "recipe.json" if run_dir else None
+    if recipe_file is None or not recipe_file.is_file():
+        return NAME
+    try:
+        recipe = json.loads(recipe_file.read_text())["recipe"]["name"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{recipe_file} is not a stage record written by ocelli train") from exc
+    return NAME if recipe == "quickstart" else f"{NAME}_{recipe}"
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--run", default=None, help="a finished run directory (stages 2 and 3)")
@@ -525,15 +540,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         settings += ["rl_steps=2", "rl_batch_size=2", "rl_group_size=2", "rl_max_new_tokens=12"]
         settings += ["rl_num_prompts=16", "lrv_steps=2", "lrv_batch_size=4"]
     rest = [arg for item in settings for arg in ("--set", item)] + list(rest)
+    name = section_name(Path(known.run) if known.run else None)
     config, args = common.parse_args(
-        HallucinationBenchConfig, __doc__.split("\n")[0], rest, common.RESULTS_DIR / f"{NAME}.json"
+        HallucinationBenchConfig, __doc__.split("\n")[0], rest, common.RESULTS_DIR / f"{name}.json"
     )
-    record = common.write_results(args.out, NAME, config, run(config, args.threads))
+    record = common.write_results(args.out, name, config, run(config, args.threads))
     if not args.no_docs:
-        png = args.docs.parent / "images" / f"{NAME}.png"
+        png = args.docs.parent / "images" / f"{name}.png"
         write_plot(record, png)
         record["plot"] = str(png.relative_to(args.docs.parent))
-        common.update_docs_section(args.docs, NAME, render(record))
+        common.update_docs_section(args.docs, name, render(record))
     print(render(record))
     return record
 

@@ -163,3 +163,16 @@ def test_corrected_and_sampled_rows_refuse_loglik_ranking(tiny_run):
     assert hallucination.DecodingBackend(sft, "greedy", {"do_sample": False}).supports_loglik
     for kwargs in ({"do_sample": False, "correct": True}, {"do_sample": True}):
         assert not hallucination.DecodingBackend(sft, "other", kwargs).supports_loglik
+
+
+def test_each_recipe_keeps_its_own_results_and_docs_section(tmp_path):
+    assert hallucination.section_name(None) == "hallucination"
+    stage = tmp_path / "instruct"
+    stage.mkdir()
+    assert hallucination.section_name(tmp_path) == "hallucination"  # no stage record yet
+    for recipe, expected in (("quickstart", "hallucination"), ("base", "hallucination_base")):
+        (stage / "recipe.json").write_text(json.dumps({"recipe": {"name": recipe}}))
+        assert hallucination.section_name(tmp_path) == expected
+    (stage / "recipe.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not a stage record"):
+        hallucination.section_name(tmp_path)
