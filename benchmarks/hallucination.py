@@ -429,7 +429,8 @@ def render(record: dict[str, Any]) -> str:
     first = results["rows"][0]
     return "\n".join(
         [
-            "### Hallucination: SFT greedy against sampling, VCD, Woodpecker, LRV, DPO and RL",
+            "### Hallucination: SFT greedy against sampling, VCD, Woodpecker, LRV, DPO and RL"
+            + ("" if record["benchmark"] == NAME else f" ({record['benchmark'][len(NAME) + 1 :]})"),
             "",
             common.markdown_table(header, table),
             "",
