@@ -64,3 +64,21 @@ def test_load_yaml_errors_name_the_file(tmp_path):
     listing.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping at the top level"):
         load_yaml(listing)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "model.language_model_overrides={hidden_size:192, num_hidden_layers: 4}",
+        "model.language_model_overrides={outer: {hidden_size:192}}",
+        "world.items=[{a:1}]",
+    ],
+)
+def test_an_override_with_a_colon_glued_to_its_value_names_the_fix(override):
+    with pytest.raises(ConfigError, match="space after the colon"):
+        apply_overrides({}, [override])
+
+
+def test_keys_with_colons_and_values_are_kept():
+    data = apply_overrides({}, ["a={'x:y': 1, b: {c: 2}}", "d=http://host:80"])
+    assert data == {"a": {"x:y": 1, "b": {"c": 2}}, "d": "http://host:80"}

@@ -74,6 +74,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             value = raw
         if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
             value = float(value)  # YAML 1.1 reads "3e-4" as a string
+        _refuse_glued_keys(item, value)
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -83,6 +84,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = child
         node[parts[-1]] = value
     return data
+
+
+def _refuse_glued_keys(item: str, value: Any) -> None:
+    """YAML reads `{hidden_size:192}` as the key "hidden_size:192" with no value; nobody
+    means that, and the error it leads to later names the wrong thing."""
+    if isinstance(value, list):
+        for element in value:
+            _refuse_glued_keys(item, element)
+    if not isinstance(value, dict):
+        return
+    for key, child in value.items():
+        if child is None and isinstance(key, str) and ":" in key:
+            name, _, rest = key.partition(":")
+            raise ConfigError(
+                f"override {item!r}: {key!r} reads as a key with no value; YAML needs a "
+                f"space after the colon, e.g. {{{name}: {rest}}}"
+            )
+        _refuse_glued_keys(item, child)
 
 
 def _deepcopy(data: Any) -> Any:
