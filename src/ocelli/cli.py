@@ -60,7 +60,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--stage",
         action="append",
         default=None,
-        help="run only this stage (repeatable): vision, text, align, instruct",
+        help="run only this stage (repeatable): vision, text, align, perceive, instruct, dpo",
     )
     train.add_argument(
         "--max-steps", type=_positive_int, default=None, help="cap every stage's steps"

@@ -137,7 +137,7 @@ def test_shipped_recipes_load_and_bad_ones_are_named():
         load_recipe("nope")
     with pytest.raises(ConfigError, match="unknown key\\(s\\) lrr"):
         load_recipe("quickstart", ["instruct.train.lrr=1"])
-    assert STAGES == ("vision", "text", "align", "instruct", "dpo")
+    assert STAGES == ("vision", "text", "align", "perceive", "instruct", "dpo")
 
 
 def test_the_dpo_stage_is_off_by_default_and_on_in_the_quickstart():

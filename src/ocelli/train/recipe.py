@@ -1,4 +1,4 @@
-"""Recipes: the whole training run (world, model, the five stages, evaluation) as one
+"""Recipes: the whole training run (world, model, the six stages, evaluation) as one
 dataclass, loaded from a YAML file in `recipes/` or a user's path, overridable with
 `--set key.sub=value`, and saved beside every checkpoint it produces."""
 
@@ -14,7 +14,7 @@ from ocelli.errors import ConfigError
 from ocelli.train.pretrain_vision import VisionPretrainConfig
 from ocelli.train.trainer_config import TrainConfig
 
-STAGES = ("vision", "text", "align", "instruct", "dpo")
+STAGES = ("vision", "text", "align", "perceive", "instruct", "dpo")
 
 
 @dataclass
@@ -55,8 +55,19 @@ class StageSection:
     lr_by_part: dict[str, float] = field(default_factory=dict)
     lora: dict[str, Any] | None = None
     # the world file that feeds the stage; empty: text_conversations.json (text),
-    # describe.json (align), conversations.json (instruct); corpus.txt for plain LM pretraining
+    # describe.json (align), conversations.json (instruct), built from questions.jsonl
+    # (perceive); corpus.txt for plain LM pretraining
     data: str = ""
+
+
+@dataclass
+class PerceiveSection(StageSection):
+    """Stage 1b (ocelli.train.perceive): single questions that one look at the image
+    answers, before stage 2. Off unless a recipe turns it on; stage 2 then starts from it."""
+
+    enabled: bool = False
+    # question types ("attribute") or type/subtype ("count/total") of the world's questions
+    question_types: list[str] = field(default_factory=lambda: ["attribute", "count/total"])
 
 
 @dataclass
@@ -103,6 +114,7 @@ class Recipe:
     vision: StageSection = field(default_factory=StageSection)
     text: StageSection = field(default_factory=StageSection)
     align: StageSection = field(default_factory=StageSection)
+    perceive: PerceiveSection = field(default_factory=PerceiveSection)
     instruct: StageSection = field(default_factory=StageSection)
     dpo: DPOSection = field(default_factory=DPOSection)
     eval: EvalSection = field(default_factory=EvalSection)

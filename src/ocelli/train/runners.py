@@ -190,17 +190,25 @@ def run_text_stage(
     return result.summary()
 
 
+STAGE_TITLES = {
+    "align": "stage 1: alignment",
+    "perceive": "stage 1b: perception warm-up",
+    "instruct": "stage 2: instruction tuning",
+}
+
+
 def _multimodal_stage(
     recipe: Recipe,
     paths: RunPaths,
     stage: str,
     model: Any,
     processor: Any,
-    data_file: str,
+    data_file: str | Path,
     resume: bool,
     max_steps: int | None,
     adapter_parts: tuple[str, ...] = (),
     calibrate: bool = False,
+    image_root: Path | None = None,
 ) -> dict[str, Any]:
     """Train `model` on a world conversation file; `calibrate` (a new connector) first
     measures the statistics its input standardisation uses on the training images."""
@@ -210,7 +218,7 @@ def _multimodal_stage(
 
     section: StageSection = getattr(recipe, stage)
     stage_dir = paths.stage(stage)
-    records = load_conversations(paths.world("train") / data_file)
+    records = load_conversations(paths.world("train") / data_file, image_root)
     dataset = ConversationDataset(records, processor)
     groups = param_groups(model, section, stage, adapter_parts)
     has_tower = getattr(model, "vision_tower", None) is not None
@@ -229,7 +237,7 @@ def _multimodal_stage(
         param_groups=groups,
         resume=resume,
         count_tokens=count_tokens,
-        description=f"stage {'1: alignment' if stage == 'align' else '2: instruction tuning'}",
+        description=STAGE_TITLES[stage],
     )
     if _is_main_process():
         processor.save_pretrained(paths.model(stage))
@@ -297,19 +305,46 @@ def run_align_stage(
     )
 
 
+def run_perceive_stage(
+    recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: bool, max_steps: int | None
+) -> dict[str, Any]:
+    from ocelli.train.perceive import write_perception_data
+
+    section = recipe.perceive
+    if section.lora:
+        raise ConfigError(
+            "perceive.lora is not supported: stage 1b trains the connector and LM in full; "
+            "remove perceive.lora (stage 2 may still use instruct.lora)"
+        )
+    model, processor, fresh_connector = _stage_start(recipe, paths, tokenizer, "perceive")
+    data, image_root = Path(section.data) if section.data else None, None
+    if data is None:
+        data, image_root = paths.stage("perceive") / "data.json", paths.world("train")
+        if _is_main_process():
+            write_perception_data(
+                image_root, data, section.question_types, recipe.world.langs, recipe.seed
+            )
+        _wait_for_everyone()
+    return _multimodal_stage(
+        recipe,
+        paths,
+        "perceive",
+        model,
+        processor,
+        data,
+        resume,
+        max_steps,
+        calibrate=fresh_connector,
+        image_root=image_root,
+    )
+
+
 def run_instruct_stage(
     recipe: Recipe, paths: RunPaths, tokenizer: Any, resume: bool, max_steps: int | None
 ) -> dict[str, Any]:
-    from ocelli.data import OcelliProcessor
-    from ocelli.model import OcelliForConditionalGeneration, apply_lora
+    from ocelli.model import apply_lora
 
-    fresh_connector = not recipe.align.enabled
-    if fresh_connector:
-        model, processor = _fresh_model(recipe, paths, tokenizer)
-    else:
-        start = require(paths.model("align"), "instruct", "the stage 1 (align) model")
-        model = OcelliForConditionalGeneration.from_pretrained(start)
-        processor = OcelliProcessor.from_pretrained(start)
+    model, processor, fresh_connector = _stage_start(recipe, paths, tokenizer, "instruct")
     if recipe.instruct.lora:
         model = apply_lora(model, **recipe.instruct.lora)
     summary = _multimodal_stage(
@@ -328,6 +363,24 @@ def run_instruct_stage(
         _save_merged(model, processor, paths)
     _wait_for_everyone()
     return summary
+
+
+def _stage_start(
+    recipe: Recipe, paths: RunPaths, tokenizer: Any, stage: str
+) -> tuple[Any, Any, bool]:
+    """(model, processor, whether its connector is new) for stage 1b or 2: the latest
+    enabled earlier multimodal stage's model (perceive, then align), else a fresh one."""
+    from ocelli.data import OcelliProcessor
+    from ocelli.model import OcelliForConditionalGeneration
+
+    earlier = {"perceive": ("align",), "instruct": ("perceive", "align")}[stage]
+    for name in earlier:
+        if getattr(recipe, name).enabled:
+            start = require(paths.model(name), stage, f"the {name} stage's model")
+            model = OcelliForConditionalGeneration.from_pretrained(start)
+            return model, OcelliProcessor.from_pretrained(start), False
+    model, processor = _fresh_model(recipe, paths, tokenizer)
+    return model, processor, True
 
 
 def stage_preference_pairs(recipe: Recipe, paths: RunPaths) -> tuple[Path, dict[str, Any]]:
@@ -424,6 +477,7 @@ RUNNERS = {
     "vision": run_vision_stage,
     "text": run_text_stage,
     "align": run_align_stage,
+    "perceive": run_perceive_stage,
     "instruct": run_instruct_stage,
     "dpo": run_dpo_stage,
 }

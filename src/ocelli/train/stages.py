@@ -1,10 +1,12 @@
-"""The survey's training recipe as five stages, each deciding in one place what it
+"""The survey's training recipe as six stages, each deciding in one place what it
 trains, on which data, and from which checkpoint it starts.
 
 - vision   (stage 0): the vision encoder pretrained on the world's images (contrastive
   + dense scene-graph targets), saved as a Hugging Face vision checkpoint;
 - text     (stage 0): the language model pretrained on the world's text corpus;
 - align    (stage 1): encoder and LM frozen, the connector learns from captions;
+- perceive (stage 1b, off unless the recipe turns it on): connector + LM on single
+  questions that one look at the image answers (ocelli.train.perceive);
 - instruct (stage 2): connector + LM (optionally LoRA, optionally the encoder at a low
   rate) on multi-turn conversations, loss on the assistant's tokens only;
 - dpo      (stage 3): preference alignment of the stage 2 model (DPO or IPO against a
