@@ -319,7 +319,9 @@ def run_perceive_stage(
     model, processor, fresh_connector = _stage_start(recipe, paths, tokenizer, "perceive")
     data, image_root = Path(section.data) if section.data else None, None
     if data is None:
-        data, image_root = paths.stage("perceive") / "data.json", paths.world("train")
+        # absolute, so that it does not resolve under the world like a file named by the recipe
+        data = (paths.stage("perceive") / "data.json").resolve()
+        image_root = paths.world("train")
         if _is_main_process():
             write_perception_data(
                 image_root, data, section.question_types, recipe.world.langs, recipe.seed
