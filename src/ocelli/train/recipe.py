@@ -68,6 +68,8 @@ class PerceiveSection(StageSection):
     enabled: bool = False
     # question types ("attribute") or type/subtype ("count/total") of the world's questions
     question_types: list[str] = field(default_factory=lambda: ["attribute", "count/total"])
+    # languages of the questions; None: the world's (world.langs)
+    langs: list[str] | None = None
 
 
 @dataclass

@@ -324,7 +324,11 @@ def run_perceive_stage(
         image_root = paths.world("train")
         if _is_main_process():
             write_perception_data(
-                image_root, data, section.question_types, recipe.world.langs, recipe.seed
+                image_root,
+                data,
+                section.question_types,
+                section.langs or recipe.world.langs,
+                recipe.seed,
             )
         _wait_for_everyone()
     return _multimodal_stage(
