@@ -65,6 +65,7 @@ def train_tiny(
     model: nn.Module | None = None,
     resume: bool | Path = False,
     num_samples: int = 64,
+    evaluation: Any = None,
     **config_fields: Any,
 ) -> tuple[nn.Module, Any]:
     """Train a tiny model in this process; config fields default to a short, quiet run."""
@@ -87,6 +88,7 @@ def train_tiny(
         out_dir,
         resume=resume,
         description="tiny",
+        evaluation=evaluation,
     )
     return model, result
 

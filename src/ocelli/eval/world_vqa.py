@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,41 +85,55 @@ def evaluate_world_vqa(
     if batch_size < 1:
         raise DataError(f"batch_size must be at least 1, got {batch_size}")
     questions = load_questions(data_dir, limit)
-    records = []
     start = time.perf_counter()
     with progress_bar(progress) as bar:
         task = bar.add_task(description, total=len(questions))
-        for begin in range(0, len(questions), batch_size):
-            chunk = questions[begin : begin + batch_size]
-            answers = pipeline.chat_batch(
-                [[data_dir / q["image"]] for q in chunk],
-                [q["question"] for q in chunk],
-                max_new_tokens=max_new_tokens,
-            )
-            for question, prediction in zip(chunk, answers, strict=True):
-                records.append(
-                    {
-                        **{
-                            k: question.get(k)
-                            for k in (
-                                "id",
-                                "image",
-                                "lang",
-                                "type",
-                                "subtype",
-                                "question",
-                                "answer",
-                                "heldout",
-                            )
-                        },
-                        "prediction": prediction,
-                        "correct": is_correct(prediction, question["answer"], question["type"]),
-                    }
-                )
-            bar.advance(task, len(chunk))
+        records = answer_questions(
+            pipeline,
+            data_dir,
+            questions,
+            batch_size,
+            max_new_tokens,
+            on_batch=lambda done: bar.advance(task, done),
+        )
     metrics = summarize(records)
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     return VQAResult(metrics, records)
+
+
+_RECORD_FIELDS = ("id", "image", "lang", "type", "subtype", "question", "answer", "heldout")
+
+
+def answer_questions(
+    pipeline: Any,
+    data_dir: Path,
+    questions: list[dict[str, Any]],
+    batch_size: int = 32,
+    max_new_tokens: int = 24,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """One scored record per question, answered greedily `batch_size` at a time; shared by
+    the full evaluation and the validation that runs during training (ocelli.train.validation).
+    `on_batch(n)` is told how many questions each batch answered."""
+    records = []
+    for begin in range(0, len(questions), batch_size):
+        chunk = questions[begin : begin + batch_size]
+        answers = pipeline.chat_batch(
+            [[data_dir / q["image"]] for q in chunk],
+            [q["question"] for q in chunk],
+            max_new_tokens=max_new_tokens,
+        )
+        for question, prediction in zip(chunk, answers, strict=True):
+            records.append(
+                {
+                    **{k: question.get(k) for k in _RECORD_FIELDS},
+                    "prediction": prediction,
+                    "correct": is_correct(prediction, question["answer"], question["type"]),
+                }
+            )
+        if on_batch is not None:
+            on_batch(len(chunk))
+    return records
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:

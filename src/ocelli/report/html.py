@@ -20,6 +20,7 @@ th { background: #f3f3f3; } .ok { color: #1a7f37; } .bad { color: #cf222e; }
 .samples { display: grid; grid-template-columns: repeat(4, 1fr); gap: 12px; }
 .sample { border: 1px solid #ddd; padding: 8px; font-size: 13px; }
 .sample img { width: 100%; image-rendering: pixelated; } .meta { color: #666; }
+.curves { display: flex; flex-wrap: wrap; gap: 12px; } .curves img { max-width: 540px; }
 """
 
 
@@ -89,11 +90,19 @@ def write_run_report(
     timings: dict[str, float],
     summary_rows: list[dict[str, Any]],
     extra_html: str = "",
+    validation_pngs: dict[str, Path] | None = None,
 ) -> Path:
-    """`evaluations` maps a split name to {"metrics", "samples", "data_dir"}."""
+    """`evaluations` maps a split name to {"metrics", "samples", "data_dir"};
+    `validation_pngs` a stage name to its validation accuracy curve, shown beside the
+    loss curves (the files that exist)."""
     parts = [f"<h1>{html.escape(title)}</h1>", "<h2>Summary</h2>", html_table(summary_rows)]
-    if loss_curve_png and Path(loss_curve_png).is_file():
-        parts += ["<h2>Loss curves</h2>", f'<img src="{image_data_url(loss_curve_png)}">']
+    curves = [Path(loss_curve_png)] if loss_curve_png else []
+    curves += list((validation_pngs or {}).values())
+    curves = [path for path in curves if path.is_file()]
+    if curves:
+        title_of_curves = "Loss and validation curves" if len(curves) > 1 else "Loss curves"
+        images = "".join(f'<img src="{image_data_url(path)}">' for path in curves)
+        parts += [f"<h2>{title_of_curves}</h2>", f'<div class="curves">{images}</div>']
     for split, evaluation in evaluations.items():
         metrics = evaluation["metrics"]
         parts.append(

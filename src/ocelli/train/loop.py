@@ -38,6 +38,7 @@ from ocelli.train.trainer_config import (
     build_optimizer,
     plan_steps,
 )
+from ocelli.train.validation import Evaluation, evaluation_line, run_isolated
 from ocelli.utils import provenance, seed_everything
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -136,6 +137,7 @@ def train(
     callbacks: Sequence[StepCallback] | None = None,
     count_tokens: TokenCounter | None = None,
     description: str = "train",
+    evaluation: Evaluation | None = None,
 ) -> TrainResult:
     """Train `model` in place on `dataset`; checkpoints and metrics go to `out_dir`.
 
@@ -148,6 +150,7 @@ def train(
     after every optimizer step. `config.packing` swaps a `PadCollator` for its packing
     counterpart (ocelli.data.packing), which brings its own token count.
     `config.compile` compiles the LM's decoder layers in place (ocelli.train.compile).
+    `evaluation` runs on the main process only, the others waiting for it.
     """
     if config.packing:
         from ocelli.data.packing import packed_collation
@@ -169,6 +172,7 @@ def train(
     run = _Run(accelerator, model, optimizer, scheduler, config, plan, out_dir, description)
     run.count_tokens = count_tokens or default_token_count
     run.callbacks = list(callbacks or [])
+    run.evaluation = evaluation
     rng = None
     if start_from is not None:
         saved, rng = ckpt.load_checkpoint(
@@ -305,6 +309,7 @@ class _Run:
         self.state = LoopState()
         self.count_tokens: TokenCounter = default_token_count
         self.callbacks: list[StepCallback] = []
+        self.evaluation: Evaluation | None = None
         self.batches: Iterator[Any] = iter(())
         self.last_record: dict[str, Any] = {}
         self.session, self.window = _Meter(), _Meter()
@@ -341,11 +346,7 @@ class _Run:
 
     def _optimizer_step(self) -> _StepStats:
         accelerator, config = self.accelerator, self.config
-        autocast = (
-            torch.autocast(accelerator.device.type, dtype=torch.bfloat16)
-            if config.mixed_precision == "bf16"
-            else nullcontext()
-        )
+        autocast = self._autocast()
         lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
         loss_sum, tokens, grad_norm = torch.zeros((), device=accelerator.device), 0, None
         for _ in range(config.grad_accum_steps):
@@ -381,6 +382,11 @@ class _Run:
             group_lrs={k: v for k, v in lrs.items() if not k.endswith(".no_decay")},
         )
 
+    def _autocast(self) -> Any:
+        if self.config.mixed_precision == "bf16":
+            return torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
     def _clip(self) -> float:
         max_norm = self.config.max_grad_norm or float("inf")  # inf: measure without clipping
         return float(self.accelerator.clip_grad_norm_(self.trainable, max_norm))
@@ -403,6 +409,8 @@ class _Run:
             callback(state.step, dict(basics))
         if state.step % self.config.log_every == 0 or state.step == plan.total_steps:
             self._log(stats, metrics)
+        if self._evaluation_due():
+            self._evaluate(metrics, display)
         if self.config.save_every and state.step % self.config.save_every == 0:
             self._save()
 
@@ -424,6 +432,24 @@ class _Run:
             metrics.write(record)
         state.window_loss, state.window_grad_norm, state.window_steps = 0.0, 0.0, 0
         self.window.reset()
+
+    def _evaluation_due(self) -> bool:
+        if self.evaluation is None or self.evaluation.every <= 0:
+            return False
+        step = self.state.step
+        return step % self.evaluation.every == 0 or step == self.plan.total_steps
+
+    def _evaluate(self, metrics: MetricsLog | None, display: ProgressDisplay) -> None:
+        """One evaluation on the main process, before this step's checkpoint so that a
+        resumed run keeps its record and does not repeat it."""
+        if self.accelerator.is_main_process:
+            with self._autocast():
+                results = run_isolated(self.evaluation.run, self.raw_model)
+            record = {"step": self.state.step, **results}
+            if metrics is not None:
+                metrics.write(record)
+            display.message(evaluation_line(self.description, record))
+        _wait_for_everyone(self.accelerator)
 
     def _save(self) -> None:
         accelerator, root = self.accelerator, self.out_dir / CHECKPOINTS_DIR

@@ -185,7 +185,7 @@ def run_quickstart(
     recipe: Recipe, out_dir: str | Path, resume: bool = False, progress: bool = True
 ) -> dict[str, Any]:
     from ocelli.report import html_table, write_run_report
-    from ocelli.train.plots import plot_loss_curves
+    from ocelli.train.plots import VAL_ACCURACY_PNG, plot_loss_curves
 
     check_suite(recipe.eval)
     out_dir = Path(out_dir)
@@ -270,5 +270,6 @@ def run_quickstart(
         "eval/hallucination/report.html</a></p>"
         + suite_html(suite, aligned.get("suite", {}))
         + aligned_html(metrics["sft_vs_aligned"]),
+        validation_pngs={name: out_dir / name / VAL_ACCURACY_PNG for name in STAGES},
     )
     return {"metrics": metrics, "report": report}

@@ -58,6 +58,23 @@ class StageSection:
     # describe.json (align), conversations.json (instruct), built from questions.jsonl
     # (perceive); corpus.txt for plain LM pretraining
     data: str = ""
+    # Validation while training (ocelli.train.validation), align and instruct only: every
+    # eval_every optimizer steps and at the last, the loss on the val split's file of the
+    # same name and (instruct) VQA accuracy on a seeded sample of eval_questions questions.
+    eval_every: int = 0  # 0: off
+    eval_questions: int = 200
+
+    def __post_init__(self) -> None:
+        if self.eval_every < 0:
+            raise ConfigError(
+                f"eval_every must be >= 0 optimizer steps (0 turns validation off), "
+                f"got {self.eval_every}"
+            )
+        if self.eval_questions < 1:
+            raise ConfigError(
+                f"eval_questions must be >= 1 (set eval_every: 0 to turn validation off), "
+                f"got {self.eval_questions}"
+            )
 
 
 @dataclass
@@ -120,6 +137,14 @@ class Recipe:
     instruct: StageSection = field(default_factory=StageSection)
     dpo: DPOSection = field(default_factory=DPOSection)
     eval: EvalSection = field(default_factory=EvalSection)
+
+    def __post_init__(self) -> None:
+        for name in ("vision", "text", "perceive"):
+            if getattr(self, name).eval_every:
+                raise ConfigError(
+                    f"{name}.eval_every: validation during training runs on the align and "
+                    f"instruct stages only; remove {name}.eval_every"
+                )
 
 
 def available_recipes() -> list[str]:

@@ -215,6 +215,8 @@ def _multimodal_stage(
     from ocelli.data import ConversationDataset, PadCollator, count_tokens, load_conversations
     from ocelli.train import train
     from ocelli.train.features import calibrate_connector, precompute_vision_features
+    from ocelli.train.plots import plot_val_accuracy
+    from ocelli.train.validation import stage_evaluation
 
     section: StageSection = getattr(recipe, stage)
     stage_dir = paths.stage(stage)
@@ -238,10 +240,12 @@ def _multimodal_stage(
         resume=resume,
         count_tokens=count_tokens,
         description=STAGE_TITLES[stage],
+        evaluation=stage_evaluation(recipe, paths, stage, model, processor, data_file),
     )
     if _is_main_process():
         processor.save_pretrained(paths.model(stage))
         write_stage_config(recipe, stage_dir)
+        plot_val_accuracy(stage_dir)
     _wait_for_everyone()
     return result.summary()
 
