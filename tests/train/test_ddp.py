@@ -34,7 +34,12 @@ def free_port() -> int:
 
 
 def run(
-    out_dir: Path, num_processes: int, dropout: float = 0.0, resume: bool = False, **fields
+    out_dir: Path,
+    num_processes: int,
+    dropout: float = 0.0,
+    resume: bool = False,
+    eval_every: int = 0,
+    **fields,
 ) -> None:
     args = [
         str(SCRIPT),
@@ -44,6 +49,7 @@ def run(
         "--dropout",
         str(dropout),
         *(["--resume"] if resume else []),
+        *(["--eval-every", str(eval_every)] if eval_every else []),
     ]
     if num_processes > 1:
         args = [
@@ -66,7 +72,7 @@ def run(
 
 
 def losses(out_dir: Path) -> list[float]:
-    return [r["loss"] for r in read_metrics(out_dir / "metrics.jsonl")]
+    return [r["loss"] for r in read_metrics(out_dir / "metrics.jsonl") if "loss" in r]
 
 
 def assert_same_weights(a: Path, b: Path, atol: float) -> None:
@@ -103,3 +109,14 @@ def test_two_processes_resume_exactly(tmp_path):
     run(resumed, 2, dropout=0.3, batch_size=2, resume=True)
     assert losses(resumed) == pytest.approx(losses(full), abs=1e-6)
     assert_same_weights(full, resumed, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_only_the_main_process_validates_and_training_is_unchanged(tmp_path):
+    with_eval, without = tmp_path / "eval", tmp_path / "plain"
+    run(with_eval, 2, dropout=0.3, batch_size=2, eval_every=4)
+    run(without, 2, dropout=0.3, batch_size=2)
+    records = [r for r in read_metrics(with_eval / "metrics.jsonl") if "val_loss" in r]
+    assert [(r["step"], r["rank"]) for r in records] == [(4, 0), (6, 0)]
+    assert losses(with_eval) == losses(without)
+    assert_same_weights(with_eval, without, atol=0)

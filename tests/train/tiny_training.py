@@ -93,12 +93,26 @@ def train_tiny(
     return model, result
 
 
+def tiny_evaluation(every: int) -> Any:
+    """The mean loss on the dataset, with the rank that computed it; it draws random
+    numbers too, which must not reach training."""
+    from ocelli.train.validation import Evaluation
+
+    def run(model: nn.Module) -> dict[str, Any]:
+        torch.rand(3)
+        data = collate([TinyRegression()[i] for i in range(len(TinyRegression()))])
+        return {"val_loss": float(model(**data)["loss"]), "rank": int(os.environ.get("RANK", 0))}
+
+    return Evaluation(every, run)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir")
     parser.add_argument("--config", default="{}", help="TrainConfig fields as JSON")
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--eval-every", type=int, default=0, help="validation every N steps")
     parser.add_argument(
         "--hang-after",
         type=int,
@@ -129,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         resume=args.resume,
         callbacks=[hang],
         description="tiny",
+        evaluation=tiny_evaluation(args.eval_every) if args.eval_every else None,
     )
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:
