@@ -61,6 +61,7 @@ BUDGET = [
     "world.cogent_images=0",
     "vision.train.max_steps=30",
     "text.train.max_steps=40",
+    "perceive.enabled=false",
     "dpo.enabled=false",
 ]
 # Seconds-sized models and world for the smoke test (tests/model/test_interfaces_train.py).
@@ -79,6 +80,7 @@ TINY = [
     "text.train.batch_size=8",
     "align.train.batch_size=8",
     "instruct.train.batch_size=8",
+    "perceive.enabled=false",
     "dpo.enabled=false",
 ]
 

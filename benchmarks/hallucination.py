@@ -64,7 +64,7 @@ TINY_RECIPE = [
     "model.language_model_overrides={hidden_size: 64, num_hidden_layers: 1, num_attention_heads: 2}",
     "dpo.num_pairs=8",
     "dpo.train.batch_size=2",
-    *[f"{stage}.train.batch_size=8" for stage in ("vision", "text", "align", "instruct")],
+    *[f"{stage}.train.batch_size=8" for stage in ("vision", "text", "align", "perceive", "instruct")],
 ]
 
 

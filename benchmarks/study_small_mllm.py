@@ -162,7 +162,7 @@ def markdown(rows: list[dict]) -> str:
         train_s = sum(
             v
             for k, v in r.get("timings_s", {}).items()
-            if k in ("vision", "text", "align", "instruct")
+            if k in ("vision", "text", "align", "perceive", "instruct")
         )
         lines.append(
             f"| {r['description']} | {test.get('accuracy', 'failed')} | "

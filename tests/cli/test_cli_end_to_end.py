@@ -112,6 +112,7 @@ def test_own_data_and_local_checkpoints(cli, run_dir, tmp_path):
         "align.train.batch_size=8",
         "instruct.train.batch_size=8",
         "dpo.enabled=false",  # its pairs come from a world (or a file given as dpo.data)
+        "perceive.enabled=false",  # its questions too (or a file given as perceive.data)
     ]
     vision, language_model = run_dir / "vision" / "encoder", run_dir / "text" / "final"
     result = cli(

@@ -19,6 +19,7 @@ TINY = [
     "vision.train.batch_size=8",
     "text.train.batch_size=8",
     "align.train.batch_size=8",
+    "perceive.train.batch_size=8",
     "instruct.train.batch_size=8",
 ]
 

@@ -2,6 +2,7 @@
 between stage 1 and stage 2."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -13,8 +14,6 @@ from ocelli.train.recipe import Recipe, load_recipe
 
 @pytest.fixture(scope="module")
 def world_train(tmp_path_factory):
-    from dataclasses import replace
-
     from ocelli.world import QUICKSTART_WORLD, generate_dataset
 
     out = tmp_path_factory.mktemp("perceive") / "world" / "train"
@@ -77,6 +76,11 @@ def test_the_stage_is_off_by_default_and_stage_2_then_starts_from_stage_1(world_
     recipe = load_recipe("quickstart", ["perceive.enabled=true"])
     with pytest.raises(CheckpointError, match="perceive stage's model"):
         run_instruct_stage(recipe, paths, None, False, None)
+    without_world = RunPaths(world_train.parent.parent / "elsewhere")
+    with pytest.raises(ConfigError, match="perceive.data=.*or set perceive.enabled=false"):
+        run_perceive_stage(
+            Recipe(align=replace(Recipe().align, enabled=False)), without_world, None, False, None
+        )
     recipe = load_recipe("quickstart", ["perceive.lora={r: 4}"])
     with pytest.raises(ConfigError, match="perceive.lora is not supported"):
         run_perceive_stage(recipe, paths, None, False, None)

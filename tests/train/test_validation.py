@@ -31,6 +31,7 @@ TINY = [
     "vision.enabled=false",
     "text.enabled=false",
     "dpo.enabled=false",
+    "perceive.enabled=false",
     "align.train={lr: 2.0e-3, max_steps: 3, batch_size: 4, log_every: 1, tensorboard: false}",
     "instruct.train={lr: 1.0e-3, max_steps: 5, batch_size: 4, log_every: 1, save_every: 2,"
     " keep_last: 0, tensorboard: false}",

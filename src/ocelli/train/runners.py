@@ -320,8 +320,14 @@ def run_perceive_stage(
             "perceive.lora is not supported: stage 1b trains the connector and LM in full; "
             "remove perceive.lora (stage 2 may still use instruct.lora)"
         )
-    model, processor, fresh_connector = _stage_start(recipe, paths, tokenizer, "perceive")
     data, image_root = Path(section.data) if section.data else None, None
+    if data is None and not (paths.world("train") / "questions.jsonl").is_file():
+        raise ConfigError(
+            f"stage perceive builds its questions from {paths.world('train') / 'questions.jsonl'}, "
+            "which does not exist (a run without a world); give perceive.data=<a LLaVA file of "
+            "single questions> or set perceive.enabled=false"
+        )
+    model, processor, fresh_connector = _stage_start(recipe, paths, tokenizer, "perceive")
     if data is None:
         # absolute, so that it does not resolve under the world like a file named by the recipe
         data = (paths.stage("perceive") / "data.json").resolve()
