@@ -32,7 +32,8 @@ QUESTION = "How many circles are there?"
 def train_args(tiny_recipe_args):
     """The `ocelli train` arguments of the module's run, less --out."""
     command = "train --recipe quickstart --max-steps 2 --vision siglip-tiny".split()
-    return [*command, "--set", SMALL_SIGLIP, *tiny_recipe_args]
+    # every stage, stage 1b (off in the recipe) included
+    return [*command, "--set", SMALL_SIGLIP, "--set", "perceive.enabled=true", *tiny_recipe_args]
 
 
 @pytest.fixture(scope="module")
