@@ -91,7 +91,7 @@ def test_a_later_stage_without_the_earlier_ones_names_the_missing_directory(
         "world.train_images=8",
     )
     result.assert_user_error(
-        str(run_dir / "align" / "final"), "stage 'instruct'", "run the earlier stages first"
+        str(run_dir / "perceive" / "final"), "stage 'instruct'", "run the earlier stages first"
     )
     # The world and tokenizer it made are complete and reused by the next run; no stage
     # directory was started.
