@@ -237,3 +237,26 @@ def test_the_report_shows_the_accuracy_figure_beside_the_loss_curves(runs, tmp_p
     page = report.read_text(encoding="utf-8")
     assert "Loss and validation curves" in page
     assert page.count("<img") == 2  # the loss curves and instruct's accuracy; align has none
+
+
+def test_every_checkpoint_of_a_multimodal_stage_loads_and_answers(runs, tmp_path):
+    """Each step's model/ holds the processor, so ocelli.load (and chat, eval) take the
+    step directory itself; a copy without the processor names the files to bring."""
+    import ocelli
+    from ocelli.errors import CheckpointError
+
+    steps = sorted((runs / "on" / "instruct" / "checkpoints").glob("step-*"))
+    assert steps
+    image = next((runs / "on" / "world" / "train" / "images").glob("*.png"))
+    for step in steps:
+        pipeline = ocelli.load(step)
+        assert isinstance(
+            pipeline.chat(image, "How many objects are there?", max_new_tokens=3), str
+        )
+    stripped = tmp_path / "step" / "model"
+    stripped.mkdir(parents=True)
+    for item in (steps[0] / "model").iterdir():
+        if item.suffix == ".safetensors" or item.name == "config.json":
+            shutil.copy(item, stripped / item.name)
+    with pytest.raises(CheckpointError, match="ocelli_processor.json.*copy those files from"):
+        ocelli.load(stripped.parent)

@@ -322,6 +322,8 @@ def load(
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"model directory {path} not found; train one with `ocelli train`")
+    if not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
+        path = path / "model"  # a training checkpoint, RUN/<stage>/checkpoints/step-N
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path} has no config.json; it does not hold a saved ocelli model")
     if _model_type(path) == EXPERT_MODEL_TYPE:

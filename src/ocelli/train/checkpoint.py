@@ -25,6 +25,7 @@ import re
 import shutil
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,11 +125,16 @@ def save_checkpoint(
     scheduler: Any,
     rng_by_rank: list[dict[str, Any]],
     trainer_state: dict[str, Any],
+    save_with_model: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write `root/step-XXXXXX` atomically; call on the main process only."""
+    """Write `root/step-XXXXXX` atomically; call on the main process only.
+    `save_with_model(dir)` adds files beside the weights (a processor, so that the
+    step's model/ loads like a final model)."""
     target = root / checkpoint_name(step)
     with atomic_dir(target) as tmp:
         save_model_weights(model, tmp / "model", for_resume=True)
+        if save_with_model is not None:
+            save_with_model(tmp / "model")
         tensors, meta = flatten_optimizer_state(optimizer.state_dict())
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         atomic_write_json(tmp / "optimizer.json", meta)

@@ -138,6 +138,7 @@ def train(
     count_tokens: TokenCounter | None = None,
     description: str = "train",
     evaluation: Evaluation | None = None,
+    save_with_model: Callable[[Path], None] | None = None,
 ) -> TrainResult:
     """Train `model` in place on `dataset`; checkpoints and metrics go to `out_dir`.
 
@@ -151,6 +152,7 @@ def train(
     counterpart (ocelli.data.packing), which brings its own token count.
     `config.compile` compiles the LM's decoder layers in place (ocelli.train.compile).
     `evaluation` runs on the main process only, the others waiting for it.
+    `save_with_model(dir)` writes files beside each checkpoint's weights (a processor).
     """
     if config.packing:
         from ocelli.data.packing import packed_collation
@@ -173,6 +175,7 @@ def train(
     run.count_tokens = count_tokens or default_token_count
     run.callbacks = list(callbacks or [])
     run.evaluation = evaluation
+    run.save_with_model = save_with_model
     rng = None
     if start_from is not None:
         saved, rng = ckpt.load_checkpoint(
@@ -310,6 +313,7 @@ class _Run:
         self.count_tokens: TokenCounter = default_token_count
         self.callbacks: list[StepCallback] = []
         self.evaluation: Evaluation | None = None
+        self.save_with_model: Callable[[Path], None] | None = None
         self.batches: Iterator[Any] = iter(())
         self.last_record: dict[str, Any] = {}
         self.session, self.window = _Meter(), _Meter()
@@ -463,6 +467,7 @@ class _Run:
                 self.scheduler,
                 rng_by_rank,
                 self._trainer_state(),
+                self.save_with_model,
             )
             ckpt.prune_checkpoints(root, self.config.keep_last)
         _wait_for_everyone(accelerator)

@@ -241,6 +241,7 @@ def _multimodal_stage(
         count_tokens=count_tokens,
         description=STAGE_TITLES[stage],
         evaluation=stage_evaluation(recipe, paths, stage, model, processor, data_file),
+        save_with_model=processor.save_pretrained,  # each step's model/ loads on its own
     )
     if _is_main_process():
         processor.save_pretrained(paths.model(stage))
