@@ -158,6 +158,31 @@ def test_eval_writes_results(cli, run_dir, tmp_path):
     assert results["provenance"]["ocelli_version"] == ocelli.__version__
 
 
+def test_chat_and_eval_take_a_checkpoint_step_directory(cli, run_dir, world_image, tmp_path):
+    step = run_dir / "instruct" / "checkpoints" / "step-000002"
+    result = cli("chat", "--model", step, "--image", world_image, "--max-new-tokens", 4, QUESTION)
+    assert result.code == 0, result.err
+    pipeline = ocelli.load(step / "model")
+    assert result.out == pipeline.chat([world_image], QUESTION, max_new_tokens=4) + "\n"
+    data, out = run_dir / "world" / "test", tmp_path / "eval"
+    result = cli("eval", "--model", step, "--data", data, "--limit", 4, "--out", out)
+    assert result.code == 0, result.err
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert results["tasks"]["world_vqa"]["num_scored"] == 4
+
+
+def test_a_text_stage_checkpoint_loads_with_the_transformers_auto_classes(run_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = run_dir / "text" / "checkpoints" / "step-000002" / "model"
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    prompt = tokenizer(QUESTION, return_tensors="pt").input_ids
+    output = model.generate(prompt, max_new_tokens=3, do_sample=False)
+    assert output.shape[1] > prompt.shape[1]
+    assert len(tokenizer) == len(AutoTokenizer.from_pretrained(run_dir / "text" / "final"))
+
+
 def test_eval_on_a_directory_that_is_not_a_split(cli, run_dir, tmp_path):
     result = cli("eval", "--model", run_dir / "instruct" / "final", "--data", run_dir / "world")
     result.assert_user_error("questions.jsonl not found")

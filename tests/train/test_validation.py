@@ -239,24 +239,48 @@ def test_the_report_shows_the_accuracy_figure_beside_the_loss_curves(runs, tmp_p
     assert page.count("<img") == 2  # the loss curves and instruct's accuracy; align has none
 
 
-def test_every_checkpoint_of_a_multimodal_stage_loads_and_answers(runs, tmp_path):
+def test_every_checkpoint_of_a_multimodal_stage_loads_and_answers(runs):
     """Each step's model/ holds the processor, so ocelli.load (and chat, eval) take the
-    step directory itself; a copy without the processor names the files to bring."""
+    step directory itself."""
     import ocelli
-    from ocelli.errors import CheckpointError
+    from ocelli.eval.backends import LocalBackend
 
     steps = sorted((runs / "on" / "instruct" / "checkpoints").glob("step-*"))
-    assert steps
+    assert [step.name for step in steps] == ["step-000002", "step-000004", "step-000005"]
     image = next((runs / "on" / "world" / "train" / "images").glob("*.png"))
     for step in steps:
         pipeline = ocelli.load(step)
         assert isinstance(
             pipeline.chat(image, "How many objects are there?", max_new_tokens=3), str
         )
-    stripped = tmp_path / "step" / "model"
-    stripped.mkdir(parents=True)
-    for item in (steps[0] / "model").iterdir():
-        if item.suffix == ".safetensors" or item.name == "config.json":
-            shutil.copy(item, stripped / item.name)
-    with pytest.raises(CheckpointError, match="ocelli_processor.json.*copy those files from"):
-        ocelli.load(stripped.parent)
+    backend = LocalBackend(steps[0])  # `ocelli eval --model STEP` hashes model/'s files
+    assert backend.model_dir == steps[0] / "model"
+    assert backend.identity()["weights_hash"] is not None
+
+
+def test_an_older_checkpoint_without_the_processor_names_the_files_to_copy(runs, tmp_path):
+    import ocelli
+    from ocelli.errors import CheckpointError
+    from ocelli.generate import OcelliPipeline
+
+    stage = tmp_path / "run" / "instruct"
+    shutil.copytree(runs / "on" / "instruct" / "final", stage / "final")
+    step = stage / "checkpoints" / "step-000002"
+    (step / "model").mkdir(parents=True)
+    source = runs / "on" / "instruct" / "checkpoints" / "step-000002" / "model"
+    for name in ("config.json", "generation_config.json", "model.safetensors"):
+        shutil.copy(source / name, step / "model" / name)  # what checkpoints held before
+    files = [
+        "chat_template.jinja",
+        "ocelli_processor.json",
+        "preprocessor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    with pytest.raises(CheckpointError) as caught:
+        ocelli.load(step)
+    assert f"copy {', '.join(files)} from {stage / 'final'} into it" in str(caught.value)
+
+    for name in files:  # doing what the message says makes it load
+        shutil.copy(stage / "final" / name, step / "model" / name)
+    assert isinstance(ocelli.load(step), OcelliPipeline)

@@ -318,9 +318,7 @@ class OcelliProcessor:
         if missing:
             raise CheckpointError(
                 f"{directory} is missing {', '.join(missing)}; save the processor there with "
-                "OcelliProcessor.save_pretrained() (a training checkpoint written before "
-                "checkpoints held the processor: copy those files from the stage's final/ "
-                "directory)"
+                "OcelliProcessor.save_pretrained()"
             )
         try:
             config = json.loads((directory / PROCESSOR_CONFIG).read_text(encoding="utf-8"))

@@ -51,9 +51,9 @@ class LocalBackend:
     supports_loglik = True
 
     def __init__(self, model_dir: str | Path, device: str = "cpu") -> None:
-        from ocelli.generate import load
+        from ocelli.generate.pipeline import load, model_directory
 
-        self.model_dir = Path(model_dir)
+        self.model_dir = model_directory(model_dir)  # a step directory's model/
         self.pipeline = load(self.model_dir, device=device)
 
     @classmethod

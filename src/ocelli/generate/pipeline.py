@@ -23,7 +23,7 @@ import torch
 
 from ocelli.data.chat_template import IMAGE_TOKEN, normalize_messages
 from ocelli.data.images import ImageInput
-from ocelli.data.processing import IGNORE_INDEX, OcelliProcessor
+from ocelli.data.processing import IGNORE_INDEX, PROCESSOR_CONFIG, OcelliProcessor
 from ocelli.errors import CheckpointError, ConfigError, OcelliError, PromptError
 from ocelli.generate.logits import vcd_generate
 
@@ -322,8 +322,7 @@ def load(
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"model directory {path} not found; train one with `ocelli train`")
-    if not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
-        path = path / "model"  # a training checkpoint, RUN/<stage>/checkpoints/step-N
+    path = model_directory(path)
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path} has no config.json; it does not hold a saved ocelli model")
     if _model_type(path) == EXPERT_MODEL_TYPE:
@@ -342,6 +341,39 @@ def load(
     except (OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"could not load the model in {path}: {exc}") from exc
     return OcelliPipeline(model.to(device), processor)
+
+
+def model_directory(path: str | os.PathLike) -> Path:
+    """`path`, or its model/ when `path` is a training checkpoint (RUN/<stage>/checkpoints/step-N)."""
+    path = Path(path)
+    if not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
+        path = path / "model"
+    in_checkpoint = path.name == "model" and path.parent.name.startswith("step-")
+    if in_checkpoint and _model_type(path) == "ocelli" and not (path / PROCESSOR_CONFIG).is_file():
+        raise CheckpointError(_checkpoint_without_processor(path))
+    return path
+
+
+def _checkpoint_without_processor(model_dir: Path) -> str:
+    """A checkpoint written before checkpoints held the processor: the stage's final/ has
+    it, so name the files to copy from there."""
+    stage_dir = model_dir.absolute().parent.parent.parent  # of RUN/<stage>/checkpoints/step-N/model
+    final = stage_dir / "final"
+    if not final.is_dir():
+        return (
+            f"{model_dir} holds no processor (an older checkpoint); once the stage has "
+            f"finished, copy the files of {final} that it lacks into it"
+        )
+    present = {file.name for file in model_dir.iterdir()}
+    files = sorted(
+        file.name
+        for file in final.iterdir()
+        if file.is_file() and file.name not in present and file.name != "trainer_state.json"
+    )
+    return (
+        f"{model_dir} holds no processor (an older checkpoint); copy {', '.join(files)} "
+        f"from {final} into it"
+    )
 
 
 def _model_type(path: Path) -> str | None:

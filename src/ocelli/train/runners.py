@@ -182,6 +182,7 @@ def run_text_stage(
         count_tokens=count_tokens
         if data_file.suffix != ".txt"
         else (lambda batch: batch["input_ids"].numel()),
+        save_with_model=tokenizer.save_pretrained,  # each step's model/ loads with Auto*
     )
     if _is_main_process():
         tokenizer.save_pretrained(paths.model("text"))
