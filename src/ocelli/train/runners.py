@@ -322,26 +322,22 @@ def run_perceive_stage(
             "perceive.lora is not supported: stage 1b trains the connector and LM in full; "
             "remove perceive.lora (stage 2 may still use instruct.lora)"
         )
-    data, image_root = Path(section.data) if section.data else None, None
-    if data is None and not (paths.world("train") / "questions.jsonl").is_file():
+    built = not section.data  # from the world's questions, into RUN/perceive/data.json
+    world_train = paths.world("train")
+    if built and not (world_train / "questions.jsonl").is_file():
         raise ConfigError(
-            f"stage perceive builds its questions from {paths.world('train') / 'questions.jsonl'}, "
+            f"stage perceive builds its questions from {world_train / 'questions.jsonl'}, "
             "which does not exist (a run without a world); give perceive.data=<a LLaVA file of "
             "single questions> or set perceive.enabled=false"
         )
     model, processor, fresh_connector = _stage_start(recipe, paths, tokenizer, "perceive")
-    if data is None:
+    data, image_root = Path(section.data), None
+    if built:
         # absolute, so that it does not resolve under the world like a file named by the recipe
-        data = (paths.stage("perceive") / "data.json").resolve()
-        image_root = paths.world("train")
+        data, image_root = (paths.stage("perceive") / "data.json").resolve(), world_train
         if _is_main_process():
-            write_perception_data(
-                image_root,
-                data,
-                section.question_types,
-                section.langs or recipe.world.langs,
-                recipe.seed,
-            )
+            langs = section.langs or recipe.world.langs
+            write_perception_data(world_train, data, section.question_types, langs, recipe.seed)
         _wait_for_everyone()
     return _multimodal_stage(
         recipe,
